@@ -1,0 +1,25 @@
+# The two commands of the README: `make run` and `make test`. Both install missing Debian packages
+# (scripts/install-deps), configure a Release build in $(BUILD) and build it with all cores.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: run test build configure deps clean
+
+run: build
+	$(BUILD)/bin/dsk_info
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+deps:
+	scripts/install-deps
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,165 @@
+// detmath.h - deterministic float math: the same bits on the CPU and on every CUDA device.
+//
+// libm and CUDA's math library are each accurate but they are different approximations, so a
+// result that must match bitwise across backends (random fills, sampling) is computed here from
+// single IEEE operations (+ - * / sqrt, all correctly rounded) in a fixed order.
+//
+// Build requirement: no floating-point contraction and no fast math for code including this header.
+//  - Host: compile with -ffp-contract=off (GCC's default in GNU modes is "fast", which may fuse
+//    a*b+c into an FMA when the target has one) and never with -ffast-math (rejected below).
+//  - Device: every operation goes through the correctly rounded intrinsics (__fadd_rn, ...), which
+//    nvcc never fuses or approximates, so -fmad and --use_fast_math cannot change results here;
+//    the project still builds these files with -fmad=false for the code around them.
+#ifndef DSK_LIB_COMMON_DETMATH_H_
+#define DSK_LIB_COMMON_DETMATH_H_
+
+#include <math.h>
+#include <stdint.h>
+
+#include "common/hd.h"
+
+#if defined(__FAST_MATH__) && !defined(__CUDA_ARCH__)
+#  error "lib/common/detmath.h needs IEEE float semantics; do not build it with -ffast-math"
+#endif
+
+namespace dsk {
+
+// An f32 whose arithmetic operators are each one correctly rounded IEEE operation, evaluated in the
+// order the expression is written: formulas stay readable and the device cannot fuse them.
+struct StrictF32 {
+  float v;
+};
+
+DSK_HD StrictF32 operator+(StrictF32 a, StrictF32 b) {
+#ifdef __CUDA_ARCH__
+  return {__fadd_rn(a.v, b.v)};
+#else
+  return {a.v + b.v};
+#endif
+}
+
+DSK_HD StrictF32 operator-(StrictF32 a, StrictF32 b) {
+#ifdef __CUDA_ARCH__
+  return {__fsub_rn(a.v, b.v)};
+#else
+  return {a.v - b.v};
+#endif
+}
+
+DSK_HD StrictF32 operator*(StrictF32 a, StrictF32 b) {
+#ifdef __CUDA_ARCH__
+  return {__fmul_rn(a.v, b.v)};
+#else
+  return {a.v * b.v};
+#endif
+}
+
+DSK_HD StrictF32 operator/(StrictF32 a, StrictF32 b) {
+#ifdef __CUDA_ARCH__
+  return {__fdiv_rn(a.v, b.v)};
+#else
+  return {a.v / b.v};
+#endif
+}
+
+// Correctly rounded square root (IEEE requires it of sqrtf; the device intrinsic is the exact one).
+DSK_HD StrictF32 strict_sqrt(StrictF32 a) {
+#ifdef __CUDA_ARCH__
+  return {__fsqrt_rn(a.v)};
+#else
+  return {sqrtf(a.v)};
+#endif
+}
+
+// Natural logarithm of x, within 2 ulp over (0, FLT_MAX] (subnormals included); det_log(1) == +0.
+// Outside the domain: +0/-0 -> -inf, negative or NaN -> NaN, +inf -> +inf.
+//
+// Method: x = 2^k * m with m in [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), so that
+// log(m) = 2 atanh(s) = 2s + s*R with R = z(2/3 + z(2/5 + z(2/7 + z 2/9))), z = s^2 (|s| < 0.172:
+// the next term is below 2^-27 relative). The identity 2s = f - f^2/2 + s f^2/2 lets the large
+// part f enter exactly and leaves only small terms rounded:
+//   log x = k ln2_hi - ((hfsq - (s (hfsq + R) + k ln2_lo)) - f),   hfsq = f^2 / 2.
+// ln2_hi has 9 trailing zero bits, so k * ln2_hi is exact for every |k| <= 151.
+DSK_HD float det_log(float x) {
+  using S = StrictF32;
+  uint32_t ix = f32_bits(x);
+  if (ix >= 0x7F800000u) {  // +inf, NaN, or the sign bit is set
+    if (ix == 0x7F800000u) return x;
+    if (ix == 0x80000000u) return f32_from_bits(0xFF800000u);
+    return f32_from_bits(0x7FC00000u);
+  }
+  if (ix == 0) return f32_from_bits(0xFF800000u);
+  int32_t k = 0;
+  if (ix < 0x00800000u) {  // subnormal: scale into the normal range, exactly
+    ix = f32_bits((S{x} * S{0x1p25f}).v);
+    k = -25;
+  }
+  const uint32_t mant = ix & 0x7FFFFFu;
+  k += static_cast<int32_t>(ix >> 23) - 127;
+  // Mantissas from sqrt(2) up are halved (exponent field 126) so m straddles 1.
+  const bool halve = mant >= 0x3504F3u;
+  if (halve) ++k;
+  const S m{f32_from_bits(mant | (halve ? 0x3F000000u : 0x3F800000u))};
+  const S f = m - S{1.0f};
+  const S fk{static_cast<float>(k)};
+  const S ln2_hi{0x1.62e4p-1f};
+  const S ln2_lo{0x1.7f7d1cp-20f};
+  const S s = f / (S{2.0f} + f);
+  const S z = s * s;
+  // 2/3, 2/5, 2/7, 2/9 rounded to f32.
+  const S l3{0x1.555556p-1f};
+  const S l5{0x1.99999ap-2f};
+  const S l7{0x1.24924ap-2f};
+  const S l9{0x1.c71c72p-3f};
+  const S r = z * (l3 + z * (l5 + z * (l7 + z * l9)));
+  const S hfsq = S{0.5f} * f * f;
+  return (fk * ln2_hi - ((hfsq - (s * (hfsq + r) + fk * ln2_lo)) - f)).v;
+}
+
+// cos(2 pi u) for u in [0, 1), absolute error below 2e-7.
+//
+// Method: r = 4u (exact), q = nearest integer to r, f = r - q in [-1/2, 1/2] (exact), a = f pi/2,
+// so cos(2 pi u) = cos(q pi/2 + a), which is cos a, -sin a, -cos a, sin a for q mod 4 = 0..3.
+// Taylor polynomials on |a| <= pi/4 (next terms below 3e-8):
+//   cos a = 1 - (z/2 - z^2 (1/24 - z (1/720 - z/40320))),   z = a^2
+//   sin a = a + a z (-1/6 + z (1/120 + z (-1/5040 + z/362880)))
+DSK_HD float det_cos_2pi(float u) {
+  using S = StrictF32;
+  const S r = S{u} * S{4.0f};
+  int32_t q = static_cast<int32_t>(r.v);  // truncation: floor for r >= 0
+  S f = r - S{static_cast<float>(q)};
+  // Fold to [-1/2, 1/2]; the second branch only keeps small negative u meaningful.
+  if (f.v > 0.5f) {
+    f = f - S{1.0f};
+    ++q;
+  } else if (f.v < -0.5f) {
+    f = f + S{1.0f};
+    --q;
+  }
+  const S a = f * S{0x1.921fb6p+0f};  // pi/2
+  const S z = a * a;
+  // 1/24, 1/720, 1/40320 and -1/6, 1/120, -1/5040, 1/362880 rounded to f32.
+  const S c4{0x1.555556p-5f};
+  const S c6{0x1.6c16c2p-10f};
+  const S c8{0x1.a01a02p-16f};
+  const S s3{-0x1.555556p-3f};
+  const S s5{0x1.111112p-7f};
+  const S s7{-0x1.a01a02p-13f};
+  const S s9{0x1.71de3ap-19f};
+  const S c = S{1.0f} - (S{0.5f} * z - z * z * (c4 - z * (c6 - z * c8)));
+  const S s = a + a * z * (s3 + z * (s5 + z * (s7 + z * s9)));
+  switch (q & 3) {
+    case 0:
+      return c.v;
+    case 1:
+      return -s.v;
+    case 2:
+      return -c.v;
+    default:
+      return s.v;
+  }
+}
+
+}  // namespace dsk
+
+#endif  // DSK_LIB_COMMON_DETMATH_H_

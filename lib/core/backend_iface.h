@@ -1,0 +1,82 @@
+// backend_iface.h - the table of functions a backend module provides to libdsk.
+//
+// Plain C types only: the CUDA module is a separate shared object (libdsk-cuda.so) and this table
+// is the whole contract between it and libdsk. libdsk checks api_version and struct_size before
+// using a table, so a stale module is refused (logged), never called. Not a public header.
+#ifndef DSK_LIB_CORE_BACKEND_IFACE_H_
+#define DSK_LIB_CORE_BACKEND_IFACE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsk/dsk_backend.h"
+#include "dsk/dsk_dlpack.h"
+#include "dsk/dsk_status.h"
+#include "dsk/dsk_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Bump whenever a field of dsk_backend_iface changes meaning or position.
+#define DSK_BACKEND_IFACE_VERSION 1
+
+// Directions for dsk_backend_iface::memcpy.
+#define DSK_MEMCPY_HOST_TO_DEVICE 1
+#define DSK_MEMCPY_DEVICE_TO_HOST 2
+#define DSK_MEMCPY_DEVICE_TO_DEVICE 3
+
+// Every function returning dsk_status leaves a message for last_error() on failure. All tensor
+// arguments have already been validated by libdsk (supported dtype, ndim <= 8, lanes 1, no
+// overflow, dst not overlapping itself) and live on `device` of this backend. `stream` is the
+// context's stream (NULL = default stream).
+typedef struct dsk_backend_iface {
+  uint32_t api_version;  // DSK_BACKEND_IFACE_VERSION
+  uint32_t struct_size;  // sizeof(dsk_backend_iface)
+  const char* name;      // "cuda"
+
+  // Message of the last failure on the calling thread ("" if none).
+  const char* (*last_error)(void);
+
+  int32_t (*device_count)(void);
+  // Fills every field of *props except struct_size (which libdsk set to sizeof).
+  dsk_status (*device_props)(int32_t device, dsk_device_props* props);
+
+  // Device memory, aligned to at least 256 bytes. bytes may be 0 (then *ptr may be NULL).
+  // Must return DSK_ERR_OUT_OF_MEMORY when the device is out of memory.
+  dsk_status (*malloc)(int32_t device, size_t bytes, void* stream, void** ptr);
+  void (*free)(int32_t device, void* ptr, void* stream);
+
+  // Copies bytes between host memory and device memory (or within the device) in stream order.
+  // Returns only when host memory involved may be reused/read (the stream is synchronized for
+  // DEVICE_TO_HOST; HOST_TO_DEVICE may return once the source has been consumed).
+  dsk_status (*memcpy)(int32_t device, void* dst, const void* src, size_t bytes, int32_t direction,
+                       void* stream);
+
+  dsk_status (*synchronize)(int32_t device, void* stream);
+
+  // Element-wise strided copy with dtype conversion (lib/common/convert.h rules); src and dst have
+  // equal shapes and are both on `device`.
+  dsk_status (*copy)(int32_t device, const DLTensor* src, const DLTensor* dst, void* stream);
+
+  // Sets every element of dst to value (convert_from_f64 rules of lib/common/convert.h).
+  dsk_status (*fill)(int32_t device, const DLTensor* dst, double value, void* stream);
+
+  // Seeded random fill; identical values to the CPU reference (lib/common/random_value.h).
+  dsk_status (*fill_random)(int32_t device, const DLTensor* dst, const dsk_random_params* params,
+                            void* stream);
+} dsk_backend_iface;
+
+// Exported by a backend module (the only two symbols it exports):
+//   int32_t dsk_backend_module_score(char* reason, size_t reason_size);
+//     0 = unusable here (reason says why, NUL-terminated, truncated to reason_size), > 0 usable.
+//   const dsk_backend_iface* dsk_backend_module_init(uint32_t api_version);
+//     NULL when the module does not speak api_version.
+typedef int32_t (*dsk_backend_module_score_fn)(char* reason, size_t reason_size);
+typedef const dsk_backend_iface* (*dsk_backend_module_init_fn)(uint32_t api_version);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // DSK_LIB_CORE_BACKEND_IFACE_H_
