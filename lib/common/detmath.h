@@ -5,8 +5,10 @@
 // single IEEE operations (+ - * / sqrt, all correctly rounded) in a fixed order.
 //
 // Build requirement: no floating-point contraction and no fast math for code including this header.
-//  - Host: compile with -ffp-contract=off (GCC's default in GNU modes is "fast", which may fuse
-//    a*b+c into an FMA when the target has one) and never with -ffast-math (rejected below).
+//  - Host: compile with -ffp-contract=off (GCC's default in GNU modes is "fast", which fuses a*b+c
+//    into an FMA when the target has one, and that changes det_log/random_value results) and never
+//    with -ffast-math (rejected below). On x86-64 and AArch64 with GCC/Clang the products also
+//    carry an optimization barrier, so a forgotten flag cannot fuse them there.
 //  - Device: every operation goes through the correctly rounded intrinsics (__fadd_rn, ...), which
 //    nvcc never fuses or approximates, so -fmad and --use_fast_math cannot change results here;
 //    the project still builds these files with -fmad=false for the code around them.
@@ -50,7 +52,15 @@ DSK_HD StrictF32 operator*(StrictF32 a, StrictF32 b) {
 #ifdef __CUDA_ARCH__
   return {__fmul_rn(a.v, b.v)};
 #else
-  return {a.v * b.v};
+  float product = a.v * b.v;
+  // An empty asm that "modifies" the rounded product hides where it came from, so the compiler
+  // cannot fuse it into an FMA even if -ffp-contract=off was forgotten. It emits no instruction.
+#  if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(product));
+#  elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(product));
+#  endif
+  return {product};
 #endif
 }
 
