@@ -1,0 +1,69 @@
+// dsk_bench_tensor - copies, dtype conversions, fills and random fills on the CPU backend, through
+// the public C API only, so the figures are what an embedding application sees.
+//
+// Usage: dsk_bench_tensor [Google Benchmark flags]. Set DSK_CPU_PEAK_GBPS to the machine's memory
+// bandwidth to get %peak (dsk cannot discover it).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <exception>
+#include <memory>
+
+#include "bench_util.h"
+#include "tensor_cases.h"
+
+namespace {
+
+void run_case(benchmark::State& state, dsk::Context& ctx, const dsk::bench::TensorCase& c,
+              double peak_gbps) {
+  std::unique_ptr<dsk::bench::TensorOp> op;
+  try {
+    op = std::make_unique<dsk::bench::TensorOp>(ctx, c, state.range(0));
+  } catch (const std::exception& e) {
+    dsk::bench::fail(state, std::string("setup failed: ") + e.what());
+    return;
+  }
+  const dsk::bench::LoopClock clock;
+  for (auto _ : state) {
+    if (!dsk::bench::check(state, (*op)(), c.name)) break;
+  }
+  const double seconds = clock.seconds();
+  dsk::bench::report_bytes(state, op->bytes(), seconds, peak_gbps);
+  dsk::bench::report_items(state, op->items());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+  std::unique_ptr<dsk::Context> ctx;
+  try {
+    ctx = std::make_unique<dsk::Context>(DSK_BACKEND_CPU);
+  } catch (const dsk::Error& e) {
+    std::fprintf(stderr, "dsk_bench_tensor: cannot create a CPU context: %s\n", e.what());
+    return 1;
+  }
+  const double peak_gbps = dsk::bench::peak_memory_gbps(DSK_BACKEND_CPU, 0);
+  dsk::bench::add_device_context(DSK_BACKEND_CPU, 0, peak_gbps);
+
+  for (const dsk::bench::TensorCase& c : dsk::bench::kTensorCases) {
+    dsk::Context& context = *ctx;
+    benchmark::RegisterBenchmark(c.name,
+                                 [&context, c, peak_gbps](benchmark::State& state) {
+                                   run_case(state, context, c, peak_gbps);
+                                 })
+        ->ArgName("n")
+        ->RangeMultiplier(dsk::bench::kElementsMultiplier)
+        ->Range(dsk::bench::kMinElements, dsk::bench::kMaxElements)
+        // Wall time, not CPU time: bandwidth is bytes per second of the caller's waiting, and stays
+        // right if the CPU backend ever spreads work over threads.
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+
+  const size_t ran = benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return dsk::bench::exit_code(ran);
+}
