@@ -68,8 +68,7 @@ DSK_API dsk_status dsk_device_get_props(int32_t backend, int32_t device_id,
     dsk::check_arg(props != nullptr, "props is NULL, expected a dsk_device_props");
     const dsk::Backend& b = dsk::backend(backend);
     if (!b.available()) {
-      dsk::fail(DSK_ERR_BACKEND_UNAVAILABLE, "the {} backend is unavailable: {}", b.name,
-                b.reason);
+      dsk::fail(DSK_ERR_BACKEND_UNAVAILABLE, "the {} backend is unavailable: {}", b.name, b.reason);
     }
     dsk::check_arg(device_id >= 0 && device_id < b.device_count,
                    "device_id = {}, expected 0 <= device_id < {} ({} devices)", device_id,

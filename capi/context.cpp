@@ -1,8 +1,9 @@
 // Context creation, stream, synchronization and workspace.
+#include "core/context.h"
+
 #include <memory>
 
 #include "capi/guard.h"
-#include "core/context.h"
 #include "dsk/dsk_backend.h"
 #include "dsk/dsk_context.h"
 
@@ -31,15 +32,15 @@ DSK_API dsk_status dsk_context_create(const dsk_context_options* options, dsk_co
     dsk::check_arg(out != nullptr, "out is NULL, expected a dsk_context* to write");
     *out = nullptr;
     dsk_context_options o = default_options();
-    if (options != nullptr) dsk::read_versioned(options, &o, sizeof(dsk_context_options), "options");
+    if (options != nullptr)
+      dsk::read_versioned(options, &o, sizeof(dsk_context_options), "options");
     dsk::check_arg(o.backend >= DSK_BACKEND_AUTO && o.backend < DSK_BACKEND_COUNT,
                    "options->backend = {}, expected DSK_BACKEND_AUTO (0), _CPU (1) or _CUDA (2)",
                    o.backend);
     int32_t kind = o.backend == DSK_BACKEND_AUTO ? dsk::default_backend() : o.backend;
     const dsk::Backend& b = dsk::backend(kind);
     if (!b.available()) {
-      dsk::fail(DSK_ERR_BACKEND_UNAVAILABLE, "the {} backend is unavailable: {}", b.name,
-                b.reason);
+      dsk::fail(DSK_ERR_BACKEND_UNAVAILABLE, "the {} backend is unavailable: {}", b.name, b.reason);
     }
     dsk::check_arg(o.device_id >= 0 && o.device_id < b.device_count,
                    "options->device_id = {}, expected 0 <= device_id < {} ({} devices)",

@@ -60,7 +60,8 @@ void read_versioned(const T* in, T* out, size_t min_size, const char* name) {
 // Writes a full struct into a caller's versioned struct, as much as its struct_size holds.
 template <typename T>
 void write_versioned(const T& full, T* out, size_t min_size, const char* name) {
-  check_arg(out != nullptr, "{} is NULL, expected a struct initialized by its _init function", name);
+  check_arg(out != nullptr, "{} is NULL, expected a struct initialized by its _init function",
+            name);
   uint32_t caller_size = out->struct_size;
   if (caller_size < min_size) {
     fail(DSK_ERR_VERSION_MISMATCH, "{}->struct_size = {}, expected at least {}", name, caller_size,

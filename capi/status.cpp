@@ -1,7 +1,7 @@
 // Status text, the per-thread error message, logging and version queries.
+#include "capi/guard.h"
 #include "dsk/dsk_status.h"
 #include "dsk/dsk_version.h"
-#include "capi/guard.h"
 
 extern "C" {
 

@@ -53,8 +53,8 @@ DSK_API int64_t dsk_tensor_numel(const dsk_tensor* tensor) {
 }
 
 DSK_API int64_t dsk_tensor_nbytes(const dsk_tensor* tensor) {
-  return dsk_tensor_numel(tensor) * static_cast<int64_t>(dsk_dtype_size(
-                                        tensor != nullptr ? tensor->dl.dtype : DLDataType{}));
+  return dsk_tensor_numel(tensor) *
+         static_cast<int64_t>(dsk_dtype_size(tensor != nullptr ? tensor->dl.dtype : DLDataType{}));
 }
 
 DSK_API int32_t dsk_tensor_is_contiguous(const dsk_tensor* tensor) {

@@ -23,11 +23,12 @@ static void print_devices(int32_t backend, int32_t count) {
     }
     printf("    device %d: %s\n", d, p.name);
     if (backend == DSK_BACKEND_CUDA) {
-      printf("      compute capability %d.%d, %d SMs, %.1f GiB, %d-bit bus at %d MHz, "
-             "%.0f GB/s peak\n",
-             p.compute_capability_major, p.compute_capability_minor, p.multiprocessor_count,
-             (double)p.total_memory_bytes / (1024.0 * 1024.0 * 1024.0), p.memory_bus_width_bits,
-             p.memory_clock_khz / 1000, p.memory_bandwidth_gbps);
+      printf(
+          "      compute capability %d.%d, %d SMs, %.1f GiB, %d-bit bus at %d MHz, "
+          "%.0f GB/s peak\n",
+          p.compute_capability_major, p.compute_capability_minor, p.multiprocessor_count,
+          (double)p.total_memory_bytes / (1024.0 * 1024.0 * 1024.0), p.memory_bus_width_bits,
+          p.memory_clock_khz / 1000, p.memory_bandwidth_gbps);
     } else {
       printf("      %d logical cores, %.1f GiB memory\n", p.multiprocessor_count,
              (double)p.total_memory_bytes / (1024.0 * 1024.0 * 1024.0));
@@ -78,8 +79,8 @@ static int round_trip(int32_t backend) {
     goto done;
   }
   rc = memcmp(dsk_tensor_dltensor(src)->data, dsk_tensor_dltensor(back)->data, 12 * sizeof(float));
-  printf("    round trip f32 -> bf16 on %s -> f32: %s\n", backend == DSK_BACKEND_CUDA ? "cuda" : "cpu",
-         rc == 0 ? "ok" : "MISMATCH");
+  printf("    round trip f32 -> bf16 on %s -> f32: %s\n",
+         backend == DSK_BACKEND_CUDA ? "cuda" : "cpu", rc == 0 ? "ok" : "MISMATCH");
 done:
   dsk_tensor_release(back);
   dsk_tensor_release(dev);

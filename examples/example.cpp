@@ -1,6 +1,5 @@
-#include <dsk/dsk.hpp>
-
 #include <cstdio>
+#include <dsk/dsk.hpp>
 
 int main() try {
   dsk::Context cpu(DSK_BACKEND_CPU);

@@ -54,7 +54,9 @@ class Context {
     o.stream = stream;
     check(dsk_context_create(&o, &ctx_));
   }
-  explicit Context(const dsk_context_options& options) { check(dsk_context_create(&options, &ctx_)); }
+  explicit Context(const dsk_context_options& options) {
+    check(dsk_context_create(&options, &ctx_));
+  }
   Context(Context&& other) noexcept : ctx_(std::exchange(other.ctx_, nullptr)) {}
   Context& operator=(Context&& other) noexcept {
     if (this != &other) {
@@ -103,7 +105,8 @@ class Tensor {
   }
   static Tensor empty(Context& ctx, const std::vector<int64_t>& shape, DLDataType dtype) {
     dsk_tensor* t = nullptr;
-    check(dsk_tensor_create(ctx.get(), static_cast<int32_t>(shape.size()), shape.data(), dtype, &t));
+    check(
+        dsk_tensor_create(ctx.get(), static_cast<int32_t>(shape.size()), shape.data(), dtype, &t));
     return Tensor(t);
   }
   // A contiguous copy of `src` (any device) on ctx's device, converted to `dtype`.

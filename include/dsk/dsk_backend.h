@@ -41,16 +41,16 @@ typedef struct dsk_backend_info {
 /* Properties of one device of a backend. Set struct_size (or call dsk_device_props_init) first. */
 typedef struct dsk_device_props {
   uint32_t struct_size;
-  int32_t backend;                 /* DSK_BACKEND_CPU or DSK_BACKEND_CUDA */
-  int32_t device_id;               /* index within the backend */
+  int32_t backend;                  /* DSK_BACKEND_CPU or DSK_BACKEND_CUDA */
+  int32_t device_id;                /* index within the backend */
   int32_t compute_capability_major; /* CUDA: e.g. 9 for an H100; CPU: 0 */
   int32_t compute_capability_minor; /* CUDA: e.g. 0; CPU: 0 */
-  int32_t multiprocessor_count;    /* CUDA: SMs; CPU: logical cores */
-  int32_t memory_bus_width_bits;   /* CUDA: memory bus width; CPU: 0 (unknown) */
-  int32_t memory_clock_khz;        /* CUDA: peak memory clock; CPU: 0 (unknown) */
-  uint64_t total_memory_bytes;     /* CUDA: global memory; CPU: physical memory */
-  double memory_bandwidth_gbps;    /* theoretical peak (GB/s = 1e9 B/s); 0 when unknown */
-  char name[256];                  /* e.g. "NVIDIA H100 80GB HBM3" or the CPU model */
+  int32_t multiprocessor_count;     /* CUDA: SMs; CPU: logical cores */
+  int32_t memory_bus_width_bits;    /* CUDA: memory bus width; CPU: 0 (unknown) */
+  int32_t memory_clock_khz;         /* CUDA: peak memory clock; CPU: 0 (unknown) */
+  uint64_t total_memory_bytes;      /* CUDA: global memory; CPU: physical memory */
+  double memory_bandwidth_gbps;     /* theoretical peak (GB/s = 1e9 B/s); 0 when unknown */
+  char name[256];                   /* e.g. "NVIDIA H100 80GB HBM3" or the CPU model */
 } dsk_device_props;
 
 /* Set struct_size and zero the rest. Errors: DSK_ERR_INVALID_ARGUMENT for NULL. */

@@ -51,8 +51,9 @@ DSK_API dsk_status dsk_context_options_init(dsk_context_options* options);
 /* Creates a context. options may be NULL for the defaults. Resolves DSK_BACKEND_AUTO (honouring the
  * DSK_BACKEND environment variable), loads the CUDA module when needed and checks device_id.
  * Errors: DSK_ERR_INVALID_ARGUMENT (NULL out, bad backend kind, device_id out of range, allocator
- * without alloc/free), DSK_ERR_VERSION_MISMATCH (struct_size too small), DSK_ERR_BACKEND_UNAVAILABLE
- * (CUDA asked for but not usable: the message says why), DSK_ERR_OUT_OF_MEMORY. */
+ * without alloc/free), DSK_ERR_VERSION_MISMATCH (struct_size too small),
+ * DSK_ERR_BACKEND_UNAVAILABLE (CUDA asked for but not usable: the message says why),
+ * DSK_ERR_OUT_OF_MEMORY. */
 DSK_API dsk_status dsk_context_create(const dsk_context_options* options, dsk_context** out);
 
 /* Destroys a context after finishing its queued work. Tensors created with it stay valid (they keep
@@ -73,8 +74,8 @@ DSK_API dsk_status dsk_context_get_stream(const dsk_context* ctx, void** stream)
 DSK_API dsk_status dsk_context_synchronize(dsk_context* ctx);
 
 /* Workspace: scratch memory on the context's device that ops use instead of allocating.
- * dsk_context_set_workspace hands dsk caller-owned memory (ptr may be NULL with bytes 0 to go back to
- * an owned workspace); it must stay valid while the context uses it and be aligned to 256 bytes.
+ * dsk_context_set_workspace hands dsk caller-owned memory (ptr may be NULL with bytes 0 to go back
+ * to an owned workspace); it must stay valid while the context uses it and be aligned to 256 bytes.
  * dsk_context_reserve_workspace grows the owned workspace to at least `bytes` now, so that later
  * ops need not allocate. dsk_context_get_workspace_size reports the current capacity. */
 DSK_API dsk_status dsk_context_set_workspace(dsk_context* ctx, void* ptr, size_t bytes);

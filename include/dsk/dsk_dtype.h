@@ -6,13 +6,16 @@
  *
  * Conversion rules (identical on every backend):
  *  - f32 -> f16/bf16: round to nearest, ties to even; overflow gives +-inf; NaN stays NaN.
- *  - f32 -> fp8 e4m3fn: round to nearest even, saturate to +-448 (the format has no inf); NaN -> NaN.
+ *  - f32 -> fp8 e4m3fn: round to nearest even, saturate to +-448 (the format has no inf); NaN ->
+ * NaN.
  *  - f32 -> fp8 e5m2: round to nearest even, saturate to +-57344 (finite inputs never become inf);
  *    +-inf stays +-inf; NaN -> NaN.
  *  - f16/bf16/fp8 -> f32 is exact. Between two narrow float types dsk converts through f32 (exact
  *    first step, so there is exactly one rounding).
- *  - float -> integer/bool: integers truncate toward zero and saturate to the target range, NaN
- *    gives 0; bool is (x != 0). integer -> float rounds to nearest even.
+ *  - float -> integer: truncate toward zero and saturate to the target range; NaN gives 0.
+ *  - integer -> integer saturates to the target range (e.g. -1 -> uint8 gives 0).
+ *  - integer -> float rounds once, to nearest even, directly to the target type.
+ *  - any -> bool is (x != 0), NaN counting as nonzero; bool reads as 0 or 1.
  */
 #ifndef DSK_DTYPE_H_
 #define DSK_DTYPE_H_

@@ -1,11 +1,12 @@
 /* dsk_tensor.h - owning tensors, views, copies, fills and DLPack exchange.
  *
- * A dsk_tensor is a reference-counted handle to (a view of) a storage buffer on one device. Ops take
- * borrowed `const DLTensor*` arguments, so any DLPack producer's tensor can be passed directly;
- * dsk_tensor_dltensor() gives the DLTensor of a dsk_tensor. Limits for every tensor dsk accepts:
- * ndim in [0, 8], non-negative sizes, lanes == 1, a supported dtype (dsk_dtype.h), a device of type
- * kDLCPU, kDLCUDAHost (both host memory), kDLCUDA or kDLCUDAManaged, and byte sizes that fit int64.
- * Output tensors must not overlap themselves (no two indices may address the same element).
+ * A dsk_tensor is a reference-counted handle to (a view of) a storage buffer on one device. Ops
+ * take borrowed `const DLTensor*` arguments, so any DLPack producer's tensor can be passed
+ * directly; dsk_tensor_dltensor() gives the DLTensor of a dsk_tensor. Limits for every tensor dsk
+ * accepts: ndim in [0, 8], non-negative sizes, lanes == 1, a supported dtype (dsk_dtype.h), a
+ * device of type kDLCPU, kDLCUDAHost (both host memory), kDLCUDA or kDLCUDAManaged, and byte sizes
+ * that fit int64. Output tensors must not overlap themselves (no two indices may address the same
+ * element).
  *
  * Reference counting: create/view/import functions return a tensor with one reference; retain adds
  * one, release drops one and frees the storage with the last reference (a view keeps its base's
@@ -42,8 +43,8 @@ DSK_API dsk_status dsk_tensor_create(dsk_context* ctx, int32_t ndim, const int64
 DSK_API void dsk_tensor_retain(dsk_tensor* tensor);
 DSK_API void dsk_tensor_release(dsk_tensor* tensor);
 
-/* The tensor as a DLTensor: data already includes any view offset (byte_offset is 0) and strides are
- * always filled. Valid while the caller holds a reference. NULL for a NULL tensor. */
+/* The tensor as a DLTensor: data already includes any view offset (byte_offset is 0) and strides
+ * are always filled. Valid while the caller holds a reference. NULL for a NULL tensor. */
 DSK_API const DLTensor* dsk_tensor_dltensor(const dsk_tensor* tensor);
 
 /* Number of elements (product of the shape; 1 for ndim 0) and bytes those elements span when
@@ -63,7 +64,8 @@ DSK_API int32_t dsk_tensor_is_read_only(const dsk_tensor* tensor);
  * row-major compact), starting `element_offset` elements after base's first element. Every element
  * of the view must lie inside base's storage, strides must be non-negative and must not make two
  * indices address one element. The view keeps the storage alive.
- * Errors: DSK_ERR_INVALID_ARGUMENT (NULL, ndim, negative size/stride/offset, overlap, out of range). */
+ * Errors: DSK_ERR_INVALID_ARGUMENT (NULL, ndim, negative size/stride/offset, overlap, out of
+ * range). */
 DSK_API dsk_status dsk_tensor_view(dsk_tensor* base, int32_t ndim, const int64_t* shape,
                                    const int64_t* strides, int64_t element_offset,
                                    dsk_tensor** out);
@@ -72,8 +74,8 @@ DSK_API dsk_status dsk_tensor_view(dsk_tensor* base, int32_t ndim, const int64_t
  * conversion rules of dsk_dtype.h, any devices: host<->CUDA copies go through the context's
  * stream). src may overlap itself (e.g. stride 0 broadcasts); src and dst must not overlap each
  * other. The context's backend must own at least one side (a CPU context copies CPU<->CPU only).
- * Errors: DSK_ERR_INVALID_ARGUMENT (shape/dtype/stride/device problems), DSK_ERR_BACKEND_UNAVAILABLE,
- * DSK_ERR_DEVICE_ERROR, DSK_ERR_OUT_OF_MEMORY (staging buffers). */
+ * Errors: DSK_ERR_INVALID_ARGUMENT (shape/dtype/stride/device problems),
+ * DSK_ERR_BACKEND_UNAVAILABLE, DSK_ERR_DEVICE_ERROR, DSK_ERR_OUT_OF_MEMORY (staging buffers). */
 DSK_API dsk_status dsk_copy(dsk_context* ctx, const DLTensor* src, const DLTensor* dst);
 
 /* Creates a new contiguous tensor on the context's device with src's shape and dtype `dtype`
@@ -86,7 +88,7 @@ DSK_API dsk_status dsk_tensor_clone(dsk_context* ctx, const DLTensor* src, DLDat
 DSK_API dsk_status dsk_fill(dsk_context* ctx, const DLTensor* dst, double value);
 
 /* Random distributions for dsk_fill_random. */
-#define DSK_RANDOM_UNIFORM 1 /* a + (b - a) * u, u uniform in [0, 1) on a 2^-24 grid */
+#define DSK_RANDOM_UNIFORM 1 /* a + (b - a) * u, u uniform on the 2^-24 grid of [0, 1) */
 #define DSK_RANDOM_NORMAL 2  /* mean a, standard deviation b (Box-Muller) */
 
 /* Parameters for dsk_fill_random; initialize with dsk_random_params_init. */
@@ -105,11 +107,16 @@ DSK_API dsk_status dsk_random_params_init(dsk_random_params* params);
  * the same value on every backend and for every dst stride layout:
  *   Philox4x32-10 with key (lo32(seed), hi32(seed)) and counter
  *   (lo32(j), hi32(j), lo32(offset), hi32(offset)), where j = i / 4 (uniform) or i / 2 (normal);
- *   uniform uses output word i % 4: u = (word >> 8) * 2^-24, value = a + (b - a) * u in f32;
- *   normal uses words 2*(i % 2) and 2*(i % 2) + 1: u1 = ((w0 >> 8) + 1) * 2^-24,
- *   u2 = (w1 >> 8) * 2^-24, value = a + b * sqrt(-2 ln u1) * cos(2 pi u2), computed in f32 with
- *   dsk's own portable ln and cos (so CPU and CUDA agree bit for bit),
- * then converted from f32 to dst's dtype. dst must be on the context's device. */
+ *   uniform uses output word w = word[i % 4]: u = (w >> 8) * 2^-24 in [0, 1), and the value is
+ *   a + (b - a) * u evaluated in f32 (a and b rounded to f32 first; the rounding can make the
+ *   value equal b, so the range is [a, b] in general);
+ *   normal uses words w0 = word[2 * (i % 2)], w1 = word[2 * (i % 2) + 1]:
+ *   u1 = ((w0 >> 8) + 1) * 2^-24 in (0, 1], u2 = (w1 >> 8) * 2^-24, and the value is
+ *   a + b * (sqrt(-2 * ln(u1)) * cos(2 pi u2)) evaluated in f32 in exactly that order, with dsk's
+ *   own portable ln and cos (lib/common/detmath.h), so CPU and CUDA agree bit for bit;
+ * then the f32 value is converted to dst's dtype. dst must be on the context's device (or in host
+ * memory). Errors: DSK_ERR_INVALID_ARGUMENT (NULL, non-float dtype, unknown distribution, bad
+ * tensor), DSK_ERR_VERSION_MISMATCH (struct_size too small). */
 DSK_API dsk_status dsk_fill_random(dsk_context* ctx, const DLTensor* dst,
                                    const dsk_random_params* params);
 
@@ -123,8 +130,8 @@ DSK_API dsk_status dsk_tensor_to_dlpack(dsk_tensor* tensor, DLManagedTensor** ou
 
 /* DLPack import, zero-copy. On success the new dsk_tensor owns `managed` and calls its deleter
  * exactly once, when the last reference (including views and re-exports) is released. On failure
- * nothing was taken: `managed` still belongs to the caller, who must call its deleter (the same rule
- * for every failure, including a major version mismatch, so capsule-based bindings never free
+ * nothing was taken: `managed` still belongs to the caller, who must call its deleter (the same
+ * rule for every failure, including a major version mismatch, so capsule-based bindings never free
  * twice). NULL strides mean row-major; byte_offset is honoured; READ_ONLY is honoured.
  * Errors: DSK_ERR_INVALID_ARGUMENT (NULL, ndim, shape, strides, lanes, dtype, device type),
  * DSK_ERR_VERSION_MISMATCH (versioned: major != 1), DSK_ERR_OUT_OF_MEMORY. */

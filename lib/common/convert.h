@@ -11,6 +11,9 @@
 //  - Integer -> narrow float is rounded once (see int64_to_f32_round_odd), not twice through f32.
 //  - A double NaN given to store_from_f64 becomes the canonical quiet NaN of its sign, because
 //    host and device casts of a NaN double to float disagree on the payload.
+// The only float operations are the (float) casts in store_from_f64 and store_from_i64 and the
+// f32 -> f64 widening before integer truncation; they are exact or correctly rounded on both
+// sides as long as device code is built with nvcc's default -ftz=false.
 #ifndef DSK_LIB_COMMON_CONVERT_H_
 #define DSK_LIB_COMMON_CONVERT_H_
 
@@ -314,6 +317,12 @@ DSK_HD void store_from_f32(int32_t dst_id, float v, void* dst) {
     }
     case DSK_DTYPE_FP8_E5M2: {
       const uint8_t r = f32_to_e5m2(v);
+      memcpy(dst, &r, sizeof(r));
+      break;
+    }
+    case DSK_DTYPE_BOOL: {
+      // Tested on the bits so a device flush-to-zero mode cannot turn a subnormal into false.
+      const uint8_t r = (f32_bits(v) & 0x7FFFFFFFu) != 0 ? 1 : 0;
       memcpy(dst, &r, sizeof(r));
       break;
     }

@@ -10,8 +10,11 @@
 //    with -ffast-math (rejected below). On x86-64 and AArch64 with GCC/Clang the products also
 //    carry an optimization barrier, so a forgotten flag cannot fuse them there.
 //  - Device: every operation goes through the correctly rounded intrinsics (__fadd_rn, ...), which
-//    nvcc never fuses or approximates, so -fmad and --use_fast_math cannot change results here;
-//    the project still builds these files with -fmad=false for the code around them.
+//    nvcc never fuses or approximates, so -fmad=true cannot change results here (the project
+//    still builds these files with -fmad=false for the code around them). Flush-to-zero
+//    (-ftz=true, implied by --use_fast_math) does not change det_log or det_cos_2pi on their
+//    domains (det_log normalizes subnormal inputs with integer shifts; checked on the host with
+//    FTZ/DAZ set), but would flush subnormal a/b in random_value: keep nvcc's default -ftz=false.
 #ifndef DSK_LIB_COMMON_DETMATH_H_
 #define DSK_LIB_COMMON_DETMATH_H_
 
@@ -89,23 +92,29 @@ DSK_HD StrictF32 strict_sqrt(StrictF32 a) {
 // the next term is below 2^-27 relative). The identity 2s = f - f^2/2 + s f^2/2 lets the large
 // part f enter exactly and leaves only small terms rounded:
 //   log x = k ln2_hi - ((hfsq - (s (hfsq + R) + k ln2_lo)) - f),   hfsq = f^2 / 2.
-// ln2_hi has 9 trailing zero bits, so k * ln2_hi is exact for every |k| <= 151.
+// ln2_hi has 15 significant bits, so k * ln2_hi is exact for every |k| < 512 (here |k| <= 149).
 DSK_HD float det_log(float x) {
   using S = StrictF32;
-  uint32_t ix = f32_bits(x);
+  const uint32_t ix = f32_bits(x);
   if (ix >= 0x7F800000u) {  // +inf, NaN, or the sign bit is set
     if (ix == 0x7F800000u) return x;
     if (ix == 0x80000000u) return f32_from_bits(0xFF800000u);
     return f32_from_bits(0x7FC00000u);
   }
   if (ix == 0) return f32_from_bits(0xFF800000u);
-  int32_t k = 0;
-  if (ix < 0x00800000u) {  // subnormal: scale into the normal range, exactly
-    ix = f32_bits((S{x} * S{0x1p25f}).v);
-    k = -25;
+  uint32_t mant = ix & 0x7FFFFFu;
+  int32_t k = static_cast<int32_t>(ix >> 23) - 127;
+  if (ix < 0x00800000u) {
+    // Subnormal: normalize with integer shifts (a float rescale would be flushed to zero under the
+    // device's flush-to-zero mode); x = ix * 2^-149.
+    mant = ix;
+    k = -126;
+    while ((mant & 0x00800000u) == 0) {
+      mant <<= 1;
+      --k;
+    }
+    mant &= 0x7FFFFFu;
   }
-  const uint32_t mant = ix & 0x7FFFFFu;
-  k += static_cast<int32_t>(ix >> 23) - 127;
   // Mantissas from sqrt(2) up are halved (exponent field 126) so m straddles 1.
   const bool halve = mant >= 0x3504F3u;
   if (halve) ++k;

@@ -24,7 +24,8 @@ DSK_HD float philox_word_to_unit(uint32_t word) { return static_cast<float>(word
 // (lo32(seed), hi32(seed)) and counter (lo32(j), hi32(j), lo32(offset), hi32(offset)).
 //
 // Uniform: j = index / 4, word w = out[index % 4], u = (w >> 8) * 2^-24 in [0, 1),
-//   value = a + ((b - a) * u)                     (each operation rounded to f32 in this order).
+//   value = a + ((b - a) * u)                     (each operation rounded to f32 in this order);
+//   that rounding can give exactly b when ulp(b) > (b - a) * 2^-24, so values lie in [a, b].
 // Normal (Box-Muller): j = index / 2, w0 = out[2 (index % 2)], w1 = out[2 (index % 2) + 1],
 //   u1 = ((w0 >> 8) + 1) * 2^-24 in (0, 1], u2 = (w1 >> 8) * 2^-24 in [0, 1),
 //   value = a + (b * (sqrt(-2 * det_log(u1)) * det_cos_2pi(u2)))   (f32, in this order;

@@ -59,7 +59,7 @@ typedef struct dsk_backend_iface {
   // equal shapes and are both on `device`.
   dsk_status (*copy)(int32_t device, const DLTensor* src, const DLTensor* dst, void* stream);
 
-  // Sets every element of dst to value (convert_from_f64 rules of lib/common/convert.h).
+  // Sets every element of dst to value (store_from_f64 rules of lib/common/convert.h).
   dsk_status (*fill)(int32_t device, const DLTensor* dst, double value, void* stream);
 
   // Seeded random fill; identical values to the CPU reference (lib/common/random_value.h).

@@ -23,7 +23,8 @@ StoragePtr allocate_host(size_t bytes) {
   if (bytes == 0) return s;
   // aligned_alloc needs a size that is a multiple of the alignment.
   s->data = std::aligned_alloc(64, round_up(bytes, 64));
-  if (s->data == nullptr) fail(DSK_ERR_OUT_OF_MEMORY, "out of host memory allocating {} bytes", bytes);
+  if (s->data == nullptr)
+    fail(DSK_ERR_OUT_OF_MEMORY, "out of host memory allocating {} bytes", bytes);
   void* p = s->data;
   s->release = [p] { std::free(p); };
   return s;

@@ -6,13 +6,14 @@
 namespace dsk {
 namespace {
 
-const char* const kNames[DSK_DTYPE_COUNT] = {"unsupported", "f32",  "f16",   "bf16",  "fp8_e4m3fn",
+const char* const kNames[DSK_DTYPE_COUNT] = {"unsupported", "f32",   "f16",   "bf16",  "fp8_e4m3fn",
                                              "fp8_e5m2",    "int32", "int64", "uint8", "bool"};
 
 const DLDataType kDtypes[DSK_DTYPE_COUNT] = {
-    {0, 0, 0},        {kDLFloat, 32, 1},        {kDLFloat, 16, 1},      {kDLBfloat, 16, 1},
-    {kDLFloat8_e4m3fn, 8, 1}, {kDLFloat8_e5m2, 8, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1},
-    {kDLUInt, 8, 1},  {kDLBool, 8, 1}};
+    {0, 0, 0},          {kDLFloat, 32, 1},        {kDLFloat, 16, 1},
+    {kDLBfloat, 16, 1}, {kDLFloat8_e4m3fn, 8, 1}, {kDLFloat8_e5m2, 8, 1},
+    {kDLInt, 32, 1},    {kDLInt, 64, 1},          {kDLUInt, 8, 1},
+    {kDLBool, 8, 1}};
 
 bool valid(int32_t id) { return id > 0 && id < DSK_DTYPE_COUNT; }
 

@@ -1,7 +1,7 @@
 // error.h - dsk's internal error type and argument-check helpers.
 //
-// Internals report failures by throwing dsk::Error; the C API layer (capi/guard.h) is the only place
-// that catches, so no exception ever crosses the ABI. Messages name the argument and what was
+// Internals report failures by throwing dsk::Error; the C API layer (capi/guard.h) is the only
+// place that catches, so no exception ever crosses the ABI. Messages name the argument and what was
 // expected; the C API prefixes the function name.
 #ifndef DSK_LIB_CORE_ERROR_H_
 #define DSK_LIB_CORE_ERROR_H_

@@ -81,8 +81,12 @@ bool self_overlaps(int32_t ndim, const int64_t* shape, const int64_t* strides) n
   return false;
 }
 
-static bool mul_overflows(int64_t a, int64_t b, int64_t* out) { return __builtin_mul_overflow(a, b, out); }
-static bool add_overflows(int64_t a, int64_t b, int64_t* out) { return __builtin_add_overflow(a, b, out); }
+static bool mul_overflows(int64_t a, int64_t b, int64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+static bool add_overflows(int64_t a, int64_t b, int64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
 
 int64_t check_shape(int32_t ndim, const int64_t* shape, size_t elem_size, const char* name) {
   check_arg(ndim >= 0 && ndim <= DSK_MAX_NDIM, "{}: ndim = {}, expected 0 <= ndim <= {}", name,
@@ -116,10 +120,11 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
   l.elem_size = dtype_id_size(l.dtype_id);
   l.device = t->device;
   l.backend = backend_of_device_type(static_cast<int32_t>(t->device.device_type));
-  check_arg(l.backend != 0,
-            "{}: device type {} is not supported, expected kDLCPU (1), kDLCUDA (2), kDLCUDAHost (3) "
-            "or kDLCUDAManaged (13)",
-            name, static_cast<int32_t>(t->device.device_type));
+  check_arg(
+      l.backend != 0,
+      "{}: device type {} is not supported, expected kDLCPU (1), kDLCUDA (2), kDLCUDAHost (3) "
+      "or kDLCUDAManaged (13)",
+      name, static_cast<int32_t>(t->device.device_type));
   check_arg(t->device.device_id >= 0, "{}: device_id = {}, expected >= 0", name,
             t->device.device_id);
   l.ndim = t->ndim;
@@ -129,8 +134,7 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
     row_major_strides(l.ndim, l.shape, l.strides);
   } else {
     for (int32_t i = 0; i < l.ndim; ++i) {
-      check_arg(t->strides[i] >= 0, "{}: strides[{}] = {}, expected >= 0", name, i,
-                t->strides[i]);
+      check_arg(t->strides[i] >= 0, "{}: strides[{}] = {}, expected >= 0", name, i, t->strides[i]);
       l.strides[i] = t->strides[i];
     }
   }
@@ -138,10 +142,10 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
     int64_t last = 0;
     for (int32_t i = 0; i < l.ndim; ++i) {
       int64_t step = 0;
-      check_arg(!mul_overflows(l.shape[i] - 1, l.strides[i], &step) &&
-                    !add_overflows(last, step, &last),
-                "{}: strides[{}] = {} reach past int64, expected strides that address memory",
-                name, i, l.strides[i]);
+      check_arg(
+          !mul_overflows(l.shape[i] - 1, l.strides[i], &step) && !add_overflows(last, step, &last),
+          "{}: strides[{}] = {} reach past int64, expected strides that address memory", name, i,
+          l.strides[i]);
     }
     int64_t span_bytes = 0;
     l.span = last + 1;

@@ -58,7 +58,8 @@ std::vector<std::string> module_search_dirs() {
   size_t start = 0;
   while (!env.empty() && start <= env.size()) {
     size_t colon = env.find(':', start);
-    std::string dir = env.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string dir =
+        env.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     if (!dir.empty()) dirs.push_back(dir);
     if (colon == std::string::npos) break;
     start = colon + 1;
@@ -91,17 +92,18 @@ void load_cuda(Backend& b) {
   }
   if (handle == nullptr) {
     // The short cause first: reasons are shown truncated to 255 characters in dsk_backend_info.
-    b.reason = DSK_CUDA_BUILT
-                   ? fmt::format("{} could not be loaded: {}", kCudaModuleName, tried)
-                   : fmt::format("libdsk was built without CUDA ({}) and no {} was found; searched: {}",
-                                 DSK_CUDA_DISABLED_REASON, kCudaModuleName, tried);
+    b.reason =
+        DSK_CUDA_BUILT
+            ? fmt::format("{} could not be loaded: {}", kCudaModuleName, tried)
+            : fmt::format("libdsk was built without CUDA ({}) and no {} was found; searched: {}",
+                          DSK_CUDA_DISABLED_REASON, kCudaModuleName, tried);
     log(DSK_LOG_INFO, "CUDA backend unavailable: {}", b.reason);
     return;
   }
-  auto score_fn = reinterpret_cast<dsk_backend_module_score_fn>(
-      dlsym(handle, "dsk_backend_module_score"));
-  auto init_fn = reinterpret_cast<dsk_backend_module_init_fn>(
-      dlsym(handle, "dsk_backend_module_init"));
+  auto score_fn =
+      reinterpret_cast<dsk_backend_module_score_fn>(dlsym(handle, "dsk_backend_module_score"));
+  auto init_fn =
+      reinterpret_cast<dsk_backend_module_init_fn>(dlsym(handle, "dsk_backend_module_init"));
   if (score_fn == nullptr || init_fn == nullptr) {
     b.reason = fmt::format("{} lacks dsk_backend_module_score/init", kCudaModuleName);
     log(DSK_LOG_WARN, "CUDA backend unavailable: {}", b.reason);

@@ -44,15 +44,15 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
       host = staging->data;
     }
     if (dst.contiguous) {
-      check_backend_call(gpu, gpu.iface->memcpy(dev, dst.data, host, bytes,
-                                                DSK_MEMCPY_HOST_TO_DEVICE, ctx.stream),
-                         "host-to-device copy");
+      check_backend_call(
+          gpu, gpu.iface->memcpy(dev, dst.data, host, bytes, DSK_MEMCPY_HOST_TO_DEVICE, ctx.stream),
+          "host-to-device copy");
       return;
     }
     StoragePtr tmp = allocate(ctx, bytes);
-    check_backend_call(gpu, gpu.iface->memcpy(dev, tmp->data, host, bytes,
-                                              DSK_MEMCPY_HOST_TO_DEVICE, ctx.stream),
-                       "host-to-device copy");
+    check_backend_call(
+        gpu, gpu.iface->memcpy(dev, tmp->data, host, bytes, DSK_MEMCPY_HOST_TO_DEVICE, ctx.stream),
+        "host-to-device copy");
     DLTensor t = contiguous_dl(tmp->data, dst, dtype_of(dst_t), strides);
     t.device = dst.device;
     check_backend_call(gpu, gpu.iface->copy(dev, &t, dst_t, ctx.stream), "device copy");
@@ -72,14 +72,16 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
     device_src = tmp->data;
   }
   if (dst.contiguous && src.dtype_id == dst.dtype_id) {
-    check_backend_call(gpu, gpu.iface->memcpy(dev, dst.data, device_src, bytes,
-                                              DSK_MEMCPY_DEVICE_TO_HOST, ctx.stream),
-                       "device-to-host copy");
+    check_backend_call(
+        gpu,
+        gpu.iface->memcpy(dev, dst.data, device_src, bytes, DSK_MEMCPY_DEVICE_TO_HOST, ctx.stream),
+        "device-to-host copy");
     return;
   }
   StoragePtr staging = allocate_host(src_bytes);
-  check_backend_call(gpu, gpu.iface->memcpy(dev, staging->data, device_src, src_bytes,
-                                            DSK_MEMCPY_DEVICE_TO_HOST, ctx.stream),
+  check_backend_call(gpu,
+                     gpu.iface->memcpy(dev, staging->data, device_src, src_bytes,
+                                       DSK_MEMCPY_DEVICE_TO_HOST, ctx.stream),
                      "device-to-host copy");
   DLTensor s = contiguous_dl(staging->data, src, dtype_of(src_t), strides);
   s.device = DLDevice{kDLCPU, 0};
@@ -145,8 +147,10 @@ void copy(dsk_context& ctx, const DLTensor* src_t, const DLTensor* dst_t) {
   check_arg(src.ndim == dst.ndim, "src.ndim = {} but dst.ndim = {}, expected equal shapes",
             src.ndim, dst.ndim);
   for (int32_t i = 0; i < src.ndim; ++i) {
-    check_arg(src.shape[i] == dst.shape[i], "src.shape[{}] = {} but dst.shape[{}] = {}, expected "
-              "equal shapes", i, src.shape[i], i, dst.shape[i]);
+    check_arg(src.shape[i] == dst.shape[i],
+              "src.shape[{}] = {} but dst.shape[{}] = {}, expected "
+              "equal shapes",
+              i, src.shape[i], i, dst.shape[i]);
   }
   if (dst.numel == 0) return;
   if (src.backend == dst.backend && src.device.device_id == dst.device.device_id) {
@@ -164,8 +168,8 @@ void copy(dsk_context& ctx, const DLTensor* src_t, const DLTensor* dst_t) {
   if (src.backend == DSK_BACKEND_CUDA) check_on_context_device(ctx, src, "src");
   if (dst.backend == DSK_BACKEND_CUDA) check_on_context_device(ctx, dst, "dst");
   if (src.backend == DSK_BACKEND_CUDA && dst.backend == DSK_BACKEND_CUDA) {
-    check_backend_call(*ctx.backend, ctx.backend->iface->copy(ctx.device_id, src_t, dst_t, ctx.stream),
-                       "copy");
+    check_backend_call(*ctx.backend,
+                       ctx.backend->iface->copy(ctx.device_id, src_t, dst_t, ctx.stream), "copy");
     return;
   }
   copy_across(ctx, src_t, src, dst_t, dst);
@@ -191,8 +195,8 @@ void fill(dsk_context& ctx, const DLTensor* dst_t, double value) {
     return;
   }
   check_on_context_device(ctx, dst, "dst");
-  check_backend_call(*ctx.backend, ctx.backend->iface->fill(ctx.device_id, dst_t, value, ctx.stream),
-                     "fill");
+  check_backend_call(*ctx.backend,
+                     ctx.backend->iface->fill(ctx.device_id, dst_t, value, ctx.stream), "fill");
 }
 
 void fill_random(dsk_context& ctx, const DLTensor* dst_t, const dsk_random_params& params) {

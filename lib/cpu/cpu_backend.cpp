@@ -60,7 +60,8 @@ dsk_status cpu_device_props(int32_t device, dsk_device_props* props) {
     long page_size = sysconf(_SC_PAGE_SIZE);
     props->multiprocessor_count = cores > 0 ? static_cast<int32_t>(cores) : 1;
     props->total_memory_bytes =
-        pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) : 0;
+        pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size)
+                                   : 0;
     std::string name = cpu_model_name();
     std::strncpy(props->name, name.c_str(), sizeof(props->name) - 1);
     props->name[sizeof(props->name) - 1] = '\0';

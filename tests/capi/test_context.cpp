@@ -58,7 +58,8 @@ TEST_CASE("context options are validated") {
                {"options->struct_size = 4"});
 
   expect_error(dsk_context_options_init(nullptr), DSK_ERR_INVALID_ARGUMENT, {"options is NULL"});
-  expect_error(dsk_context_get_backend(nullptr, nullptr), DSK_ERR_INVALID_ARGUMENT, {"ctx is NULL"});
+  expect_error(dsk_context_get_backend(nullptr, nullptr), DSK_ERR_INVALID_ARGUMENT,
+               {"ctx is NULL"});
   expect_error(dsk_context_synchronize(nullptr), DSK_ERR_INVALID_ARGUMENT, {"ctx is NULL"});
 
   if (dsk_device_count(DSK_BACKEND_CUDA) == 0) {
@@ -71,8 +72,8 @@ TEST_CASE("context options are validated") {
 
 TEST_CASE("a CPU context refuses a stream") {
   dsk_test::CpuContext ctx;
-  expect_error(dsk_context_set_stream(ctx, reinterpret_cast<void*>(0x10)),
-               DSK_ERR_INVALID_ARGUMENT, {"CPU context"});
+  expect_error(dsk_context_set_stream(ctx, reinterpret_cast<void*>(0x10)), DSK_ERR_INVALID_ARGUMENT,
+               {"CPU context"});
   CHECK(dsk_context_set_stream(ctx, nullptr) == DSK_OK);
 }
 
@@ -128,7 +129,7 @@ TEST_CASE("the allocator hook serves every tensor and workspace, and frees each 
   REQUIRE(dsk_context_reserve_workspace(ctx, 100) == DSK_OK);  // already large enough
   CHECK(counter.allocs == 2);
 
-  dsk_context_destroy(ctx);  // the tensor outlives its context
+  dsk_context_destroy(ctx);   // the tensor outlives its context
   CHECK(counter.frees == 1);  // the workspace
   dsk_tensor_release(t);
   CHECK(counter.frees == 2);
@@ -156,8 +157,7 @@ TEST_CASE("a caller-provided workspace is used as given") {
   CHECK(ws == 1024);
   expect_error(dsk_context_reserve_workspace(ctx, 4096), DSK_ERR_INVALID_ARGUMENT,
                {"dsk_context_set_workspace"});
-  expect_error(dsk_context_set_workspace(ctx, buffer + 1, 16), DSK_ERR_INVALID_ARGUMENT,
-               {"256"});
+  expect_error(dsk_context_set_workspace(ctx, buffer + 1, 16), DSK_ERR_INVALID_ARGUMENT, {"256"});
   expect_error(dsk_context_set_workspace(ctx, nullptr, 16), DSK_ERR_INVALID_ARGUMENT,
                {"ptr is NULL"});
   REQUIRE(dsk_context_set_workspace(ctx, nullptr, 0) == DSK_OK);

@@ -1,8 +1,8 @@
 // dsk.hpp: RAII ownership and exceptions over the C API.
 #include <doctest/doctest.h>
-#include <dsk/dsk.hpp>
 
 #include <cstring>
+#include <dsk/dsk.hpp>
 
 TEST_CASE("dsk.hpp contexts and tensors own their handles") {
   dsk::Context ctx(DSK_BACKEND_CPU);

@@ -19,7 +19,8 @@ struct Producer {
   DLManagedTensorVersioned versioned{};
   DLManagedTensor legacy{};
 
-  Producer(std::vector<int64_t> s, std::vector<int64_t> st = {}) : shape(std::move(s)), strides(std::move(st)) {
+  Producer(std::vector<int64_t> s, std::vector<int64_t> st = {})
+      : shape(std::move(s)), strides(std::move(st)) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     data.resize(static_cast<size_t>(n) + 4);
@@ -39,7 +40,9 @@ struct Producer {
     versioned.dl_tensor = t;
     legacy.dl_tensor = t;
     legacy.manager_ctx = this;
-    legacy.deleter = [](DLManagedTensor* self) { static_cast<Producer*>(self->manager_ctx)->deletes++; };
+    legacy.deleter = [](DLManagedTensor* self) {
+      static_cast<Producer*>(self->manager_ctx)->deletes++;
+    };
   }
 };
 

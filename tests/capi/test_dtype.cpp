@@ -47,8 +47,8 @@ TEST_CASE("unsupported dtypes are rejected with the field that is off") {
                {"dtype.lanes = 4", "expected 1"});
   expect_error(dsk_dtype_to_id(DLDataType{kDLFloat, 64, 1}, &id), DSK_ERR_INVALID_ARGUMENT,
                {"code 2, bits 64", "expected one of f32"});
-  expect_error(dsk_dtype_to_id(DLDataType{kDLFloat8_e4m3fnuz, 8, 1}, &id),
-               DSK_ERR_INVALID_ARGUMENT, {"code 11"});
+  expect_error(dsk_dtype_to_id(DLDataType{kDLFloat8_e4m3fnuz, 8, 1}, &id), DSK_ERR_INVALID_ARGUMENT,
+               {"code 11"});
   expect_error(dsk_dtype_to_id(DLDataType{kDLFloat, 32, 1}, nullptr), DSK_ERR_INVALID_ARGUMENT,
                {"out is NULL"});
   DLDataType t{};
@@ -63,11 +63,11 @@ TEST_CASE("host conversion follows the documented rules") {
   uint8_t e4m3[8];
   REQUIRE(dsk_convert_host(dtype(DSK_DTYPE_F32), in, dtype(DSK_DTYPE_FP8_E4M3FN), e4m3, 8) ==
           DSK_OK);
-  CHECK(e4m3[0] == 0x38);  // 1.0 = 2^0: exponent bias 7 -> 0111 000
-  CHECK(e4m3[1] == 0xC2);  // -2.5 = -1.25 * 2^1
-  CHECK(e4m3[2] == 0x7E);  // 448, the largest finite value
-  CHECK(e4m3[3] == 0x7E);  // saturates
-  CHECK(e4m3[4] == 0xFE);  // saturates negative
+  CHECK(e4m3[0] == 0x38);           // 1.0 = 2^0: exponent bias 7 -> 0111 000
+  CHECK(e4m3[1] == 0xC2);           // -2.5 = -1.25 * 2^1
+  CHECK(e4m3[2] == 0x7E);           // 448, the largest finite value
+  CHECK(e4m3[3] == 0x7E);           // saturates
+  CHECK(e4m3[4] == 0xFE);           // saturates negative
   CHECK((e4m3[5] & 0x7F) == 0x7F);  // NaN stays NaN
   float back[8];
   REQUIRE(dsk_convert_host(dtype(DSK_DTYPE_FP8_E4M3FN), e4m3, dtype(DSK_DTYPE_F32), back, 8) ==

@@ -17,7 +17,8 @@ std::string read_file(const std::string& path) {
 }
 
 // The body of the first fenced block that starts with ```<lang> and contains `marker`.
-std::string fenced_block(const std::string& text, const std::string& lang, const std::string& marker) {
+std::string fenced_block(const std::string& text, const std::string& lang,
+                         const std::string& marker) {
   const std::string open = "```" + lang + "\n";
   size_t pos = 0;
   while ((pos = text.find(open, pos)) != std::string::npos) {
@@ -36,7 +37,8 @@ std::string fenced_block(const std::string& text, const std::string& lang, const
 TEST_CASE("README examples are the compiled example files") {
   const std::string root = DSK_SOURCE_DIR;
   const std::string readme = read_file(root + "/README.md");
-  CHECK(fenced_block(readme, "c", "#include <dsk/dsk.h>") == read_file(root + "/examples/example.c"));
+  CHECK(fenced_block(readme, "c", "#include <dsk/dsk.h>") ==
+        read_file(root + "/examples/example.c"));
   CHECK(fenced_block(readme, "cpp", "#include <dsk/dsk.hpp>") ==
         read_file(root + "/examples/example.cpp"));
 }

@@ -74,8 +74,8 @@ TEST_CASE("allocation failure reports out of memory and leaks nothing") {
   CpuContext ctx;
   dsk_tensor* t = nullptr;
   const int64_t shape[1] = {INT64_C(1) << 60};  // 1 EiB of uint8
-  expect_error(dsk_tensor_create(ctx, 1, shape, dtype(DSK_DTYPE_UINT8), &t),
-               DSK_ERR_OUT_OF_MEMORY, {"out of host memory"});
+  expect_error(dsk_tensor_create(ctx, 1, shape, dtype(DSK_DTYPE_UINT8), &t), DSK_ERR_OUT_OF_MEMORY,
+               {"out of host memory"});
   CHECK(t == nullptr);
   Owned fine(make(ctx, {8}, DSK_DTYPE_F32));  // the context still works
   CHECK(dsk_fill(ctx, fine.dl(), 2.0) == DSK_OK);

@@ -72,7 +72,7 @@ TEST_CASE("detmath: det_log special values") {
   CHECK(dsk::det_log(2.0f) == 0x1.62e43p-1f);  // ln 2 correctly rounded
 }
 
-TEST_CASE("detmath: det_cos_2pi is within 3e-7 of cos(2 pi u) on [0, 1)") {
+TEST_CASE("detmath: det_cos_2pi is within 3e-7 of cos(2 pi u) over the unit interval") {
   double worst = 0;
   float worst_u = 0;
   auto add = [&](float u) {

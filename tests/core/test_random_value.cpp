@@ -59,7 +59,8 @@ TEST_CASE("random_value: normal element 2j + h uses words 2h and 2h + 1 of Philo
   }
 }
 
-TEST_CASE("random_value: seed and offset select other streams; unknown distribution gives 0") {
+TEST_CASE(
+    "random_value: seed and offset select other streams and an unknown distribution gives 0") {
   const float base = dsk::random_value(DSK_RANDOM_UNIFORM, 1, 0, 0.0f, 1.0f, 0);
   CHECK(base != dsk::random_value(DSK_RANDOM_UNIFORM, 2, 0, 0.0f, 1.0f, 0));
   CHECK(base != dsk::random_value(DSK_RANDOM_UNIFORM, 1ull | (1ull << 32), 0, 0.0f, 1.0f, 0));
@@ -69,7 +70,7 @@ TEST_CASE("random_value: seed and offset select other streams; unknown distribut
   CHECK(dsk::random_value(3, 1, 0, 5.0f, 6.0f, 0) == 0.0f);
 }
 
-TEST_CASE("random_value: uniform draws lie in [a, b] with the right mean and variance") {
+TEST_CASE("random_value: uniform draws lie between a and b with the right mean and variance") {
   // u < 1 always, but a + (b - a) * u is rounded to f32: when ulp(b) exceeds (b - a) * 2^-24 the
   // top draws round up to b itself (the third case hits it). So [a, b) holds only for ranges
   // such as [0, 1) and [-2, 3) where the rounding cannot reach b; [a, b] holds always.
