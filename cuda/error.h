@@ -37,19 +37,19 @@ dsk_status check_launch(const char* what) noexcept;
 }  // namespace dsk
 
 // Returns from the enclosing function (which returns dsk_status) when a CUDA runtime call fails.
-#define DSK_CUDA_RETURN_IF_ERROR(expr)                                           \
-  do {                                                                           \
-    const cudaError_t dsk_cuda_error_ = (expr);                                  \
-    if (dsk_cuda_error_ != cudaSuccess) {                                        \
-      return ::dsk::cuda::cuda_failure(dsk_cuda_error_, #expr);                  \
-    }                                                                            \
+#define DSK_CUDA_RETURN_IF_ERROR(expr)                          \
+  do {                                                          \
+    const cudaError_t dsk_cuda_error_ = (expr);                 \
+    if (dsk_cuda_error_ != cudaSuccess) {                       \
+      return ::dsk::cuda::cuda_failure(dsk_cuda_error_, #expr); \
+    }                                                           \
   } while (0)
 
 // Returns from the enclosing function when a dsk_status-returning call fails (message already
 // recorded by the callee).
-#define DSK_RETURN_IF_FAILED(expr)                \
-  do {                                            \
-    const dsk_status dsk_status_ = (expr);        \
+#define DSK_RETURN_IF_FAILED(expr)                 \
+  do {                                             \
+    const dsk_status dsk_status_ = (expr);         \
     if (dsk_status_ != DSK_OK) return dsk_status_; \
   } while (0)
 

@@ -34,16 +34,14 @@ dsk_status malloc_device(int32_t device, size_t bytes, void* /*stream*/, void** 
   // cudaMalloc rather than the stream-ordered allocator: libdsk frees temporaries right after
   // queueing the work that reads them and relies on cudaFree waiting for that work.
   const cudaError_t error = cudaMalloc(ptr, bytes);
-  if (error != cudaSuccess) {
-    *ptr = nullptr;
-    cuda_failure(error, "cudaMalloc");
-    if (error == cudaErrorMemoryAllocation) {
-      return fail(DSK_ERR_OUT_OF_MEMORY, "cudaMalloc: out of memory allocating %zu bytes on cuda:%d",
-                  bytes, device);
-    }
-    return DSK_ERR_DEVICE_ERROR;
+  if (error == cudaSuccess) return DSK_OK;
+  *ptr = nullptr;
+  if (error == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    return fail(DSK_ERR_OUT_OF_MEMORY, "cudaMalloc: out of memory allocating %zu bytes on cuda:%d",
+                bytes, device);
   }
-  return DSK_OK;
+  return cuda_failure(error, "cudaMalloc");
 }
 
 void free_device(int32_t device, void* ptr, void* /*stream*/) noexcept {

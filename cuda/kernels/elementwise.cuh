@@ -117,8 +117,8 @@ __device__ __forceinline__ void store_element(char* p, int32_t size, uint64_t wo
 // Copy between equal dtypes: moves T-sized words (T = uint8/16/32/64_t), so it needs aligned
 // operands. Operand 0 is src, 1 is dst.
 template <typename T, bool NARROW>
-__global__ void copy_same_kernel(StridedIndex index, const T* __restrict__ src,
-                                 T* __restrict__ dst, int64_t n) {
+__global__ void copy_same_kernel(StridedIndex index, const T* __restrict__ src, T* __restrict__ dst,
+                                 int64_t n) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     int64_t offset[2];
     element_offsets<NARROW>(index, i, offset);
@@ -175,7 +175,8 @@ __global__ void fill_random_kernel(StridedIndex index, char* __restrict__ dst, i
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     int64_t offset[1];
     element_offsets<NARROW>(index, i, offset);
-    const float v = random_value(distribution, seed, counter_offset, a, b, static_cast<uint64_t>(i));
+    const float v =
+        random_value(distribution, seed, counter_offset, a, b, static_cast<uint64_t>(i));
     uint64_t word = 0;
     store_from_f32(dst_id, v, &word);
     store_element<ALIGNED>(dst + offset[0] * dst_size, dst_size, word);

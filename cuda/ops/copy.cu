@@ -25,18 +25,18 @@ void launch_copy_same(unsigned blocks, cudaStream_t stream, const StridedIndex& 
       break;
     case 2:
       copy_same_kernel<uint16_t, NARROW><<<blocks, kElementwiseBlock, 0, stream>>>(
-          index, reinterpret_cast<const uint16_t*>(src.data),
-          reinterpret_cast<uint16_t*>(dst.data), n);
+          index, reinterpret_cast<const uint16_t*>(src.data), reinterpret_cast<uint16_t*>(dst.data),
+          n);
       break;
     case 4:
       copy_same_kernel<uint32_t, NARROW><<<blocks, kElementwiseBlock, 0, stream>>>(
-          index, reinterpret_cast<const uint32_t*>(src.data),
-          reinterpret_cast<uint32_t*>(dst.data), n);
+          index, reinterpret_cast<const uint32_t*>(src.data), reinterpret_cast<uint32_t*>(dst.data),
+          n);
       break;
     default:
       copy_same_kernel<uint64_t, NARROW><<<blocks, kElementwiseBlock, 0, stream>>>(
-          index, reinterpret_cast<const uint64_t*>(src.data),
-          reinterpret_cast<uint64_t*>(dst.data), n);
+          index, reinterpret_cast<const uint64_t*>(src.data), reinterpret_cast<uint64_t*>(dst.data),
+          n);
       break;
   }
 }
@@ -44,9 +44,9 @@ void launch_copy_same(unsigned blocks, cudaStream_t stream, const StridedIndex& 
 template <bool NARROW, bool ALIGNED>
 void launch_convert(unsigned blocks, cudaStream_t stream, const StridedIndex& index,
                     const TensorInfo& src, const TensorInfo& dst) {
-  convert_kernel<NARROW, ALIGNED><<<blocks, kElementwiseBlock, 0, stream>>>(
-      index, src.data, src.dtype_id, src.elem_size, dst.data, dst.dtype_id, dst.elem_size,
-      dst.numel);
+  convert_kernel<NARROW, ALIGNED>
+      <<<blocks, kElementwiseBlock, 0, stream>>>(index, src.data, src.dtype_id, src.elem_size,
+                                                 dst.data, dst.dtype_id, dst.elem_size, dst.numel);
 }
 
 }  // namespace

@@ -29,9 +29,8 @@ void launch_fill(unsigned blocks, cudaStream_t stream, const StridedIndex& index
   if (!is_aligned(dst.data, static_cast<size_t>(dst.elem_size))) {
     uint64_t word = 0;
     memcpy(&word, pattern, static_cast<size_t>(dst.elem_size));
-    fill_bytes_kernel<NARROW><<<blocks, kElementwiseBlock, 0, stream>>>(index, dst.data,
-                                                                       dst.elem_size, word,
-                                                                       dst.numel);
+    fill_bytes_kernel<NARROW>
+        <<<blocks, kElementwiseBlock, 0, stream>>>(index, dst.data, dst.elem_size, word, dst.numel);
     return;
   }
   switch (dst.elem_size) {

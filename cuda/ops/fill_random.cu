@@ -15,11 +15,10 @@ namespace {
 
 template <bool NARROW, bool ALIGNED>
 void launch_fill_random(unsigned blocks, cudaStream_t stream, const StridedIndex& index,
-                        const TensorInfo& dst, const dsk_random_params& params, float a,
-                        float b) {
+                        const TensorInfo& dst, const dsk_random_params& params, float a, float b) {
   fill_random_kernel<NARROW, ALIGNED><<<blocks, kElementwiseBlock, 0, stream>>>(
-      index, dst.data, dst.dtype_id, dst.elem_size, params.distribution, params.seed,
-      params.offset, a, b, dst.numel);
+      index, dst.data, dst.dtype_id, dst.elem_size, params.distribution, params.seed, params.offset,
+      a, b, dst.numel);
 }
 
 }  // namespace

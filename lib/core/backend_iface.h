@@ -28,8 +28,9 @@ extern "C" {
 
 // Every function returning dsk_status leaves a message for last_error() on failure. All tensor
 // arguments have already been validated by libdsk (supported dtype, ndim <= 8, lanes 1, no
-// overflow, dst not overlapping itself) and live on `device` of this backend. `stream` is the
-// context's stream (NULL = default stream).
+// overflow, dst not overlapping itself) and live on `device` of this backend; they may still have
+// NULL strides (row-major), a nonzero byte_offset and any alignment. `stream` is the context's
+// stream (NULL = default stream).
 typedef struct dsk_backend_iface {
   uint32_t api_version;  // DSK_BACKEND_IFACE_VERSION
   uint32_t struct_size;  // sizeof(dsk_backend_iface)

@@ -64,8 +64,13 @@ std::vector<std::string> module_search_dirs() {
     if (colon == std::string::npos) break;
     start = colon + 1;
   }
+  // Next to libdsk (the build tree), then <libdir>/dsk beside it (an install moved with
+  // `cmake --install --prefix`), then the install directory chosen at configure time.
   std::string own = own_directory();
-  if (!own.empty()) dirs.push_back(own);
+  if (!own.empty()) {
+    dirs.push_back(own);
+    dirs.push_back(own + "/dsk");
+  }
   if (std::strlen(DSK_INSTALL_BACKEND_DIR) > 0) dirs.push_back(DSK_INSTALL_BACKEND_DIR);
   return dirs;
 }

@@ -56,7 +56,9 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
     DLTensor t = contiguous_dl(tmp->data, dst, dtype_of(dst_t), strides);
     t.device = dst.device;
     check_backend_call(gpu, gpu.iface->copy(dev, &t, dst_t, ctx.stream), "device copy");
-    // Freeing the temporary (cudaFree) waits for the copy reading it.
+    // The temporary may come from the user's allocator hook, whose free need not wait for the
+    // kernel reading it: finish the copy before `tmp` is released.
+    check_backend_call(gpu, gpu.iface->synchronize(dev, ctx.stream), "synchronize");
     return;
   }
   // Device -> host. Make the device side contiguous (in src's dtype), bring it over, then
