@@ -25,5 +25,9 @@ if(BUILD_SHARED_LIBS)
 else()
   set(DSK_PC_LIBS_PRIVATE "-lstdc++ -lpthread -ldl")
 endif()
+# Relocatable: the prefix is derived from where the .pc file lies, so `cmake --install --prefix X`
+# and copied install trees work.
+file(RELATIVE_PATH DSK_PC_PREFIX_FROM_PCDIR "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+string(REGEX REPLACE "/$" "" DSK_PC_PREFIX_FROM_PCDIR "${DSK_PC_PREFIX_FROM_PCDIR}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/dsk.pc.in ${PROJECT_BINARY_DIR}/dsk.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/dsk.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -41,7 +41,7 @@ inline void fail(benchmark::State& state, const std::string& message) {
 }
 
 // fail() with dsk's status text and last error message when status is not DSK_OK.
-inline bool check(benchmark::State& state, dsk_status status, const char* what) {
+inline bool check_status(benchmark::State& state, dsk_status status, const char* what) {
   if (status == DSK_OK) return true;
   fail(state, std::string(what) + " failed: " + dsk_status_string(status) + ": " +
                   dsk_last_error_message());
@@ -110,8 +110,9 @@ inline void add_device_context(int32_t backend, int32_t device_id, double peak_g
   benchmark::AddCustomContext("dsk_version", dsk_version_string());
   benchmark::AddCustomContext("dsk_backend", backend_name);
   benchmark::AddCustomContext("dsk_device", props.name[0] != '\0' ? props.name : "unknown");
-  benchmark::AddCustomContext("dsk_peak_gbps",
-                              peak_gbps > 0.0 ? std::to_string(peak_gbps) : "unknown");
+  char peak[32] = "unknown";
+  if (peak_gbps > 0.0) std::snprintf(peak, sizeof(peak), "%.1f", peak_gbps);
+  benchmark::AddCustomContext("dsk_peak_gbps", peak);
 }
 
 // Wall-clock seconds of a timed loop. The %peak counters need the loop's duration while the
@@ -132,7 +133,8 @@ class LoopClock {
 // %peak over `seconds` (the timed loop's total duration: wall or manual time).
 inline void report_bytes(benchmark::State& state, int64_t bytes_per_iteration, double seconds,
                          double peak_gbps) {
-  const double total = static_cast<double>(bytes_per_iteration) * static_cast<double>(state.iterations());
+  const double total =
+      static_cast<double>(bytes_per_iteration) * static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(total));
   // SetBytesProcessed prints binary prefixes (GiB/s); peaks are quoted in GB/s, so print decimal.
   state.counters["bytes_per_second"].oneK = benchmark::Counter::kIs1000;
@@ -146,14 +148,16 @@ inline void report_items(benchmark::State& state, int64_t items_per_iteration) {
   state.SetItemsProcessed(items_per_iteration * static_cast<int64_t>(state.iterations()));
 }
 
-// Reports flop_per_second for `flops_per_iteration` and, when peak_tflops > 0, %peak_flops over `seconds`.
+// Reports flop_per_second for `flops_per_iteration` and, when peak_tflops > 0, %peak_flops over
+// `seconds`.
 inline void report_flops(benchmark::State& state, double flops_per_iteration, double seconds,
                          double peak_tflops) {
-  state.counters["flop_per_second"] = benchmark::Counter(flops_per_iteration,
-                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flop_per_second"] =
+      benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
   if (peak_tflops > 0.0 && seconds > 0.0) {
     const double total = flops_per_iteration * static_cast<double>(state.iterations());
-    state.counters["%peak_flops"] = benchmark::Counter(100.0 * total / seconds / (peak_tflops * 1e12));
+    state.counters["%peak_flops"] =
+        benchmark::Counter(100.0 * total / seconds / (peak_tflops * 1e12));
   }
 }
 

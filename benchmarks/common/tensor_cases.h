@@ -3,9 +3,10 @@
 #ifndef DSK_BENCHMARKS_COMMON_TENSOR_CASES_H_
 #define DSK_BENCHMARKS_COMMON_TENSOR_CASES_H_
 
-#include <dsk/dsk.hpp>
+#include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <dsk/dsk.hpp>
 
 namespace dsk::bench {
 
@@ -32,10 +33,16 @@ inline constexpr TensorCase kTensorCases[] = {
 };
 
 // Element counts: 2^10 (launch/call overhead) to 2^26 (256 MiB of f32, far beyond any cache), a
-// factor of 16 apart so that a default run stays short.
+// factor of 16 apart so that a default run stays short. Use as ->Apply(tensor_sizes): Google
+// Benchmark's Range() would step through powers of the multiplier (2^12, 2^16, ...) instead.
 inline constexpr int64_t kMinElements = int64_t{1} << 10;
 inline constexpr int64_t kMaxElements = int64_t{1} << 26;
-inline constexpr int kElementsMultiplier = 16;
+inline constexpr int64_t kElementsFactor = 16;
+
+inline void tensor_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgName("n");
+  for (int64_t n = kMinElements; n <= kMaxElements; n *= kElementsFactor) b->Arg(n);
+}
 
 // The rows of a rows x cols matrix of n elements that is as square as a power-of-two row count
 // allows, so the transpose case walks a real 2-D layout at every size.

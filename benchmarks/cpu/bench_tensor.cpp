@@ -25,7 +25,7 @@ void run_case(benchmark::State& state, dsk::Context& ctx, const dsk::bench::Tens
   }
   const dsk::bench::LoopClock clock;
   for (auto _ : state) {
-    if (!dsk::bench::check(state, (*op)(), c.name)) break;
+    if (!dsk::bench::check_status(state, (*op)(), c.name)) break;
   }
   const double seconds = clock.seconds();
   dsk::bench::report_bytes(state, op->bytes(), seconds, peak_gbps);
@@ -54,9 +54,7 @@ int main(int argc, char** argv) {
                                  [&context, c, peak_gbps](benchmark::State& state) {
                                    run_case(state, context, c, peak_gbps);
                                  })
-        ->ArgName("n")
-        ->RangeMultiplier(dsk::bench::kElementsMultiplier)
-        ->Range(dsk::bench::kMinElements, dsk::bench::kMaxElements)
+        ->Apply(dsk::bench::tensor_sizes)
         // Wall time, not CPU time: bandwidth is bytes per second of the caller's waiting, and stays
         // right if the CPU backend ever spreads work over threads.
         ->UseRealTime()
