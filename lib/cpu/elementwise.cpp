@@ -4,6 +4,7 @@
 
 #include "common/convert.h"
 #include "common/random_value.h"
+#include "cpu/convert_run.h"
 #include "cpu/strided_walk.h"
 
 namespace dsk {
@@ -15,13 +16,21 @@ void copy(const Layout& src, const Layout& dst) {
     std::memcpy(dst.data, src.data, static_cast<size_t>(dst.numel) * dst.elem_size);
     return;
   }
-  StridedWalk s(src.ndim, src.shape, src.strides);
-  StridedWalk d(dst.ndim, dst.shape, dst.strides);
+  const ConvertRun convert = convert_run(src.dtype_id, dst.dtype_id);
   const auto ss = static_cast<int64_t>(src.elem_size);
   const auto ds = static_cast<int64_t>(dst.elem_size);
-  for (int64_t i = 0; i < dst.numel; ++i, s.next(), d.next()) {
-    convert_element(src.dtype_id, src.data + s.offset() * ss, dst.dtype_id,
-                    dst.data + d.offset() * ds);
+  if (src.contiguous && dst.contiguous) {
+    convert(src.data, ss, dst.data, ds, dst.numel);
+    return;
+  }
+  // Walk the outer dims; convert each innermost row in one specialized run.
+  const int32_t outer = dst.ndim - 1;
+  const int64_t row = dst.shape[outer];
+  StridedWalk s(outer, src.shape, src.strides);
+  StridedWalk d(outer, dst.shape, dst.strides);
+  for (int64_t r = 0; r < dst.numel / row; ++r, s.next(), d.next()) {
+    convert(src.data + s.offset() * ss, src.strides[outer] * ss, dst.data + d.offset() * ds,
+            dst.strides[outer] * ds, row);
   }
 }
 
