@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Tests run these from the source tree, which must not collect __pycache__ directories.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dsk_headers  # noqa: E402
 

@@ -1,0 +1,205 @@
+/* layout_manifest - prints the memory layout of every public struct and enum and the value of every
+ * public constant of the dsk headers, one fact per line (format: capi/abi/README.md).
+ *
+ * The output is committed as capi/abi/layout.txt. The capi.abi.layout test rebuilds it and
+ * compares, so a layout or constant change cannot slip in unnoticed, and the Python and Rust
+ * bindings, which mirror these declarations by hand, are tested against the committed file.
+ * check_layout.py fails when a struct, field, enum or constant of the headers is missing here: add
+ * new ones below. */
+#include <dsk/dsk.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* C11 _Alignof, the alignment a type gets inside a struct: what Rust's align_of and ctypes report
+ * (GCC's __alignof__ differs for some types on 32-bit x86). */
+#define TYPE(T)                                           \
+  do {                                                    \
+    printf("sizeof %s %zu\n", #T, (size_t)sizeof(T));     \
+    printf("alignof %s %zu\n", #T, (size_t) _Alignof(T)); \
+  } while (0)
+#define FIELD(T, f) printf("offsetof %s.%s %zu\n", #T, #f, (size_t)offsetof(T, f))
+/* Every integer constant fits in long long; printing them all one way keeps the file uniform. */
+#define CONST(name) printf("const %s %lld\n", #name, (long long)(name))
+#define STRING_CONST(name) printf("const %s \"%s\"\n", #name, name)
+
+static void dsk_structs(void) {
+  TYPE(dsk_backend_info);
+  FIELD(dsk_backend_info, struct_size);
+  FIELD(dsk_backend_info, backend);
+  FIELD(dsk_backend_info, available);
+  FIELD(dsk_backend_info, score);
+  FIELD(dsk_backend_info, device_count);
+  FIELD(dsk_backend_info, reserved);
+  FIELD(dsk_backend_info, name);
+  FIELD(dsk_backend_info, reason);
+
+  TYPE(dsk_device_props);
+  FIELD(dsk_device_props, struct_size);
+  FIELD(dsk_device_props, backend);
+  FIELD(dsk_device_props, device_id);
+  FIELD(dsk_device_props, compute_capability_major);
+  FIELD(dsk_device_props, compute_capability_minor);
+  FIELD(dsk_device_props, multiprocessor_count);
+  FIELD(dsk_device_props, memory_bus_width_bits);
+  FIELD(dsk_device_props, memory_clock_khz);
+  FIELD(dsk_device_props, total_memory_bytes);
+  FIELD(dsk_device_props, memory_bandwidth_gbps);
+  FIELD(dsk_device_props, name);
+
+  TYPE(dsk_allocator);
+  FIELD(dsk_allocator, struct_size);
+  FIELD(dsk_allocator, reserved);
+  FIELD(dsk_allocator, user);
+  FIELD(dsk_allocator, alloc);
+  FIELD(dsk_allocator, free);
+
+  TYPE(dsk_context_options);
+  FIELD(dsk_context_options, struct_size);
+  FIELD(dsk_context_options, backend);
+  FIELD(dsk_context_options, device_id);
+  FIELD(dsk_context_options, reserved);
+  FIELD(dsk_context_options, stream);
+  FIELD(dsk_context_options, allocator);
+
+  TYPE(dsk_random_params);
+  FIELD(dsk_random_params, struct_size);
+  FIELD(dsk_random_params, distribution);
+  FIELD(dsk_random_params, seed);
+  FIELD(dsk_random_params, offset);
+  FIELD(dsk_random_params, a);
+  FIELD(dsk_random_params, b);
+}
+
+static void dlpack_types(void) {
+  TYPE(DLDeviceType);
+  TYPE(DLDataTypeCode);
+
+  TYPE(DLPackVersion);
+  FIELD(DLPackVersion, major);
+  FIELD(DLPackVersion, minor);
+
+  TYPE(DLDevice);
+  FIELD(DLDevice, device_type);
+  FIELD(DLDevice, device_id);
+
+  TYPE(DLDataType);
+  FIELD(DLDataType, code);
+  FIELD(DLDataType, bits);
+  FIELD(DLDataType, lanes);
+
+  TYPE(DLTensor);
+  FIELD(DLTensor, data);
+  FIELD(DLTensor, device);
+  FIELD(DLTensor, ndim);
+  FIELD(DLTensor, dtype);
+  FIELD(DLTensor, shape);
+  FIELD(DLTensor, strides);
+  FIELD(DLTensor, byte_offset);
+
+  TYPE(DLManagedTensor);
+  FIELD(DLManagedTensor, dl_tensor);
+  FIELD(DLManagedTensor, manager_ctx);
+  FIELD(DLManagedTensor, deleter);
+
+  TYPE(DLManagedTensorVersioned);
+  FIELD(DLManagedTensorVersioned, version);
+  FIELD(DLManagedTensorVersioned, manager_ctx);
+  FIELD(DLManagedTensorVersioned, deleter);
+  FIELD(DLManagedTensorVersioned, flags);
+  FIELD(DLManagedTensorVersioned, dl_tensor);
+}
+
+static void dsk_constants(void) {
+  CONST(DSK_VERSION_MAJOR);
+  CONST(DSK_VERSION_MINOR);
+  CONST(DSK_VERSION_PATCH);
+  CONST(DSK_VERSION_NUMBER);
+  STRING_CONST(DSK_VERSION_STRING);
+  CONST(DSK_ABI_VERSION);
+
+  CONST(DSK_OK);
+  CONST(DSK_ERR_INVALID_ARGUMENT);
+  CONST(DSK_ERR_UNSUPPORTED);
+  CONST(DSK_ERR_OUT_OF_MEMORY);
+  CONST(DSK_ERR_BACKEND_UNAVAILABLE);
+  CONST(DSK_ERR_DEVICE_ERROR);
+  CONST(DSK_ERR_VERSION_MISMATCH);
+  CONST(DSK_ERR_INTERNAL);
+
+  CONST(DSK_LOG_ERROR);
+  CONST(DSK_LOG_WARN);
+  CONST(DSK_LOG_INFO);
+  CONST(DSK_LOG_DEBUG);
+
+  CONST(DSK_DTYPE_F32);
+  CONST(DSK_DTYPE_F16);
+  CONST(DSK_DTYPE_BF16);
+  CONST(DSK_DTYPE_FP8_E4M3FN);
+  CONST(DSK_DTYPE_FP8_E5M2);
+  CONST(DSK_DTYPE_INT32);
+  CONST(DSK_DTYPE_INT64);
+  CONST(DSK_DTYPE_UINT8);
+  CONST(DSK_DTYPE_BOOL);
+  CONST(DSK_DTYPE_COUNT);
+
+  CONST(DSK_BACKEND_AUTO);
+  CONST(DSK_BACKEND_CPU);
+  CONST(DSK_BACKEND_CUDA);
+  CONST(DSK_BACKEND_COUNT);
+
+  CONST(DSK_MAX_NDIM);
+  CONST(DSK_RANDOM_UNIFORM);
+  CONST(DSK_RANDOM_NORMAL);
+}
+
+static void dlpack_constants(void) {
+  CONST(DLPACK_MAJOR_VERSION);
+  CONST(DLPACK_MINOR_VERSION);
+  CONST(DLPACK_FLAG_BITMASK_READ_ONLY);
+  CONST(DLPACK_FLAG_BITMASK_IS_COPIED);
+  CONST(DLPACK_FLAG_BITMASK_IS_SUBBYTE_TYPE_PADDED);
+
+  CONST(kDLCPU);
+  CONST(kDLCUDA);
+  CONST(kDLCUDAHost);
+  CONST(kDLOpenCL);
+  CONST(kDLVulkan);
+  CONST(kDLMetal);
+  CONST(kDLVPI);
+  CONST(kDLROCM);
+  CONST(kDLROCMHost);
+  CONST(kDLExtDev);
+  CONST(kDLCUDAManaged);
+  CONST(kDLOneAPI);
+  CONST(kDLWebGPU);
+  CONST(kDLHexagon);
+  CONST(kDLMAIA);
+  CONST(kDLTrn);
+
+  CONST(kDLInt);
+  CONST(kDLUInt);
+  CONST(kDLFloat);
+  CONST(kDLOpaqueHandle);
+  CONST(kDLBfloat);
+  CONST(kDLComplex);
+  CONST(kDLBool);
+  CONST(kDLFloat8_e3m4);
+  CONST(kDLFloat8_e4m3);
+  CONST(kDLFloat8_e4m3b11fnuz);
+  CONST(kDLFloat8_e4m3fn);
+  CONST(kDLFloat8_e4m3fnuz);
+  CONST(kDLFloat8_e5m2);
+  CONST(kDLFloat8_e5m2fnuz);
+  CONST(kDLFloat8_e8m0fnu);
+  CONST(kDLFloat6_e2m3fn);
+  CONST(kDLFloat6_e3m2fn);
+  CONST(kDLFloat4_e2m1fn);
+}
+
+int main(void) {
+  dsk_structs();
+  dlpack_types();
+  dsk_constants();
+  dlpack_constants();
+  return fflush(stdout) == 0 ? 0 : 1;
+}
