@@ -46,6 +46,7 @@ typedef struct dsk_backend_iface {
   // Device memory, aligned to at least 256 bytes. bytes may be 0 (then *ptr may be NULL).
   // Must return DSK_ERR_OUT_OF_MEMORY when the device is out of memory.
   dsk_status (*malloc)(int32_t device, size_t bytes, void* stream, void** ptr);
+  // free must accept NULL (a no-op).
   void (*free)(int32_t device, void* ptr, void* stream);
 
   // Copies bytes between host memory and device memory (or within the device) in stream order.

@@ -1,8 +1,5 @@
 #include "core/context.h"
 
-#include <cstdlib>
-#include <new>
-
 #include "core/error.h"
 
 namespace dsk {
@@ -14,39 +11,31 @@ DLDevice context_device(const dsk_context& ctx) noexcept {
   return d;
 }
 
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+// Memory from a backend's own allocator (64-byte aligned on CPU, 256 on CUDA), freed through the
+// same backend table, which outlives every storage (modules are never unloaded).
+static StoragePtr allocate_on(const Backend& b, DLDevice device, size_t bytes, void* stream) {
+  auto s = std::make_shared<Storage>();
+  s->device = device;
+  s->bytes = bytes;
+  // The release action exists before the memory does, so no later failure can leak it (backends
+  // accept freeing NULL).
+  const dsk_backend_iface* iface = b.iface;
+  const int32_t dev = device.device_id;
+  Storage* self = s.get();
+  s->release = [iface, dev, self] { iface->free(dev, self->data, nullptr); };
+  check_backend_call(b, b.iface->malloc(dev, bytes, stream, &s->data),
+                     fmt::format("allocating {} bytes", bytes).c_str());
+  return s;
+}
 
 StoragePtr allocate_host(size_t bytes) {
-  auto s = std::make_shared<Storage>();
-  s->device = DLDevice{kDLCPU, 0};
-  s->bytes = bytes;
-  if (bytes == 0) return s;
-  // aligned_alloc needs a size that is a multiple of the alignment.
-  s->data = std::aligned_alloc(64, round_up(bytes, 64));
-  if (s->data == nullptr)
-    fail(DSK_ERR_OUT_OF_MEMORY, "out of host memory allocating {} bytes", bytes);
-  void* p = s->data;
-  s->release = [p] { std::free(p); };
-  return s;
+  return allocate_on(backend(DSK_BACKEND_CPU), DLDevice{kDLCPU, 0}, bytes, nullptr);
 }
 
 StoragePtr allocate(const dsk_context& ctx, size_t bytes) {
   const Backend& b = *ctx.backend;
   DLDevice device = context_device(ctx);
-  if (!ctx.has_allocator) {
-    if (b.kind == DSK_BACKEND_CPU) return allocate_host(bytes);
-    auto s = std::make_shared<Storage>();
-    s->device = device;
-    s->bytes = bytes;
-    void* p = nullptr;
-    check_backend_call(b, b.iface->malloc(ctx.device_id, bytes, ctx.stream, &p),
-                       fmt::format("allocating {} bytes", bytes).c_str());
-    s->data = p;
-    const dsk_backend_iface* iface = b.iface;
-    int32_t dev = ctx.device_id;
-    if (p != nullptr) s->release = [iface, dev, p] { iface->free(dev, p, nullptr); };
-    return s;
-  }
+  if (!ctx.has_allocator) return allocate_on(b, device, bytes, ctx.stream);
   auto s = std::make_shared<Storage>();
   s->device = device;
   s->bytes = bytes;
@@ -54,6 +43,9 @@ StoragePtr allocate(const dsk_context& ctx, size_t bytes) {
   size_t alignment = b.kind == DSK_BACKEND_CPU ? 64 : 256;
   dsk_allocator a = ctx.allocator;
   void* stream = ctx.stream;
+  s->release = [a, self = s.get(), bytes, device, stream] {
+    if (self->data != nullptr) a.free(a.user, self->data, bytes, device, stream);
+  };
   void* p = a.alloc(a.user, bytes, alignment, device, stream);
   if (p == nullptr) {
     fail(DSK_ERR_OUT_OF_MEMORY, "the allocator hook returned NULL for {} bytes on {}", bytes,
@@ -65,7 +57,6 @@ StoragePtr allocate(const dsk_context& ctx, size_t bytes) {
          alignment);
   }
   s->data = p;
-  s->release = [a, p, bytes, device, stream] { a.free(a.user, p, bytes, device, stream); };
   return s;
 }
 
