@@ -31,31 +31,46 @@ DSK_HD float philox_word_to_unit(uint32_t word) { return static_cast<float>(word
 //   value = a + (b * (sqrt(-2 * det_log(u1)) * det_cos_2pi(u2)))   (f32, in this order;
 //   sqrt is the correctly rounded IEEE square root).
 DSK_HD float random_value(int32_t distribution, uint64_t seed, uint64_t offset, float a, float b,
-                          uint64_t index) {
+                          uint64_t index);
+
+// Elements served by one Philox call: 4 for uniform, 2 for normal (0 for anything else).
+DSK_HD uint32_t random_elements_per_block(int32_t distribution) {
+  return distribution == DSK_RANDOM_UNIFORM ? 4u : distribution == DSK_RANDOM_NORMAL ? 2u : 0u;
+}
+
+// The Philox output block j of a fill keyed by (seed, offset).
+DSK_HD Philox4 random_block(uint64_t seed, uint64_t offset, uint64_t j) {
+  return philox4x32_10(static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32),
+                       static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// The value of the element at position `lane` (< random_elements_per_block) of block `w`. Loops
+// that visit consecutive elements call random_block once per block and this per element;
+// random_value() is the same computation for a single element.
+DSK_HD float random_from_block(int32_t distribution, const Philox4& w, uint32_t lane, float a,
+                               float b) {
   using S = StrictF32;
-  const uint32_t k0 = static_cast<uint32_t>(seed);
-  const uint32_t k1 = static_cast<uint32_t>(seed >> 32);
-  const uint32_t o0 = static_cast<uint32_t>(offset);
-  const uint32_t o1 = static_cast<uint32_t>(offset >> 32);
   if (distribution == DSK_RANDOM_UNIFORM) {
-    const uint64_t j = index >> 2;
-    const Philox4 w =
-        philox4x32_10(static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32), o0, o1, k0, k1);
-    const S u{philox_word_to_unit(w.v[index & 3u])};
+    const S u{philox_word_to_unit(w.v[lane])};
     return (S{a} + (S{b} - S{a}) * u).v;
   }
   if (distribution == DSK_RANDOM_NORMAL) {
-    const uint64_t j = index >> 1;
-    const Philox4 w =
-        philox4x32_10(static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32), o0, o1, k0, k1);
-    const uint32_t lane = static_cast<uint32_t>(index & 1u) * 2u;
     // +1 moves u1 off zero, where the log would be -inf.
-    const float u1 = static_cast<float>((w.v[lane] >> 8) + 1u) * 0x1p-24f;
-    const float u2 = philox_word_to_unit(w.v[lane + 1]);
+    const float u1 = static_cast<float>((w.v[2 * lane] >> 8) + 1u) * 0x1p-24f;
+    const float u2 = philox_word_to_unit(w.v[2 * lane + 1]);
     const S radius = strict_sqrt(S{-2.0f} * S{det_log(u1)});
     return (S{a} + S{b} * (radius * S{det_cos_2pi(u2)})).v;
   }
   return 0.0f;
+}
+
+DSK_HD float random_value(int32_t distribution, uint64_t seed, uint64_t offset, float a, float b,
+                          uint64_t index) {
+  const uint32_t per = random_elements_per_block(distribution);
+  if (per == 0) return 0.0f;
+  return random_from_block(distribution, random_block(seed, offset, index / per),
+                           static_cast<uint32_t>(index % per), a, b);
 }
 
 }  // namespace dsk

@@ -50,8 +50,14 @@ void fill_random(const Layout& dst, const dsk_random_params& p) {
   const auto ds = static_cast<int64_t>(dst.elem_size);
   const auto a = static_cast<float>(p.a);
   const auto b = static_cast<float>(p.b);
+  // Consecutive elements share a Philox block: one call serves 4 (uniform) or 2 (normal) of them.
+  const uint32_t per = random_elements_per_block(p.distribution);
+  Philox4 block{};
   for (int64_t i = 0; i < dst.numel; ++i, d.next()) {
-    float v = random_value(p.distribution, p.seed, p.offset, a, b, static_cast<uint64_t>(i));
+    const auto index = static_cast<uint64_t>(i);
+    const auto lane = static_cast<uint32_t>(index % per);
+    if (lane == 0 || i == 0) block = random_block(p.seed, p.offset, index / per);
+    float v = random_from_block(p.distribution, block, lane, a, b);
     store_from_f32(dst.dtype_id, v, dst.data + d.offset() * ds);
   }
 }
