@@ -49,7 +49,7 @@ DSK_API const char* dsk_last_error_message(void);
 #define DSK_LOG_DEBUG 4
 
 /* Receives one complete message (no trailing newline) at a time. May be called from any thread that
- * calls into dsk, so it must be thread-safe. */
+ * calls into dsk; calls are serialized, and the callback must not call dsk functions itself. */
 typedef void (*dsk_log_fn)(int32_t level, const char* message, void* user);
 
 /* Installs (fn != NULL) or removes (fn == NULL) the process-wide log callback and its user pointer.
