@@ -1,5 +1,6 @@
 #include "cpu/elementwise.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/convert.h"
@@ -34,14 +35,61 @@ void copy(const Layout& src, const Layout& dst) {
   }
 }
 
+namespace {
+
+// Stores `value` at n elements spaced `step` elements apart (typed, so the loop vectorizes).
+template <typename T>
+void fill_run(char* dst, int64_t step, int64_t n, const unsigned char* pattern) {
+  T value;
+  std::memcpy(&value, pattern, sizeof(T));
+  T* p = reinterpret_cast<T*>(dst);
+  if (step == 1) {
+    std::fill(p, p + n, value);
+  } else {
+    for (int64_t i = 0; i < n; ++i) p[i * step] = value;
+  }
+}
+
+}  // namespace
+
 void fill(const Layout& dst, double value) {
   if (dst.numel == 0) return;
   unsigned char pattern[8];
   store_from_f64(dst.dtype_id, value, pattern);
-  StridedWalk d(dst.ndim, dst.shape, dst.strides);
+  // Elements are naturally aligned only if the base is; otherwise write byte patterns.
+  const bool aligned = reinterpret_cast<uintptr_t>(dst.data) % dst.elem_size == 0;
+  auto run = [&](char* p, int64_t step, int64_t n) {
+    if (!aligned) {
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(p + i * step * static_cast<int64_t>(dst.elem_size), pattern, dst.elem_size);
+      }
+      return;
+    }
+    switch (dst.elem_size) {
+      case 1:
+        fill_run<uint8_t>(p, step, n, pattern);
+        break;
+      case 2:
+        fill_run<uint16_t>(p, step, n, pattern);
+        break;
+      case 4:
+        fill_run<uint32_t>(p, step, n, pattern);
+        break;
+      default:
+        fill_run<uint64_t>(p, step, n, pattern);
+        break;
+    }
+  };
+  if (dst.contiguous) {
+    run(dst.data, 1, dst.numel);
+    return;
+  }
+  const int32_t outer = dst.ndim - 1;
+  const int64_t row = dst.shape[outer];
   const auto ds = static_cast<int64_t>(dst.elem_size);
-  for (int64_t i = 0; i < dst.numel; ++i, d.next()) {
-    std::memcpy(dst.data + d.offset() * ds, pattern, dst.elem_size);
+  StridedWalk d(outer, dst.shape, dst.strides);
+  for (int64_t r = 0; r < dst.numel / row; ++r, d.next()) {
+    run(dst.data + d.offset() * ds, dst.strides[outer], row);
   }
 }
 

@@ -227,6 +227,17 @@ TEST_CASE("fill converts the value per dtype") {
   Borrowed every_other(raw.data(), {4}, DSK_DTYPE_F32, {2});
   REQUIRE(dsk_fill(ctx, &every_other, 5.0) == DSK_OK);
   for (int k = 0; k < 8; ++k) CHECK(raw[k] == (k % 2 == 0 ? 5.0f : -1.0f));
+  // DLPack allows any byte_offset: a misaligned destination is filled byte-wise.
+  std::vector<unsigned char> bytes(4 * 6 + 1, 0xAA);
+  Borrowed misaligned(bytes.data(), {2, 3}, DSK_DTYPE_F32);
+  misaligned.dl.byte_offset = 1;
+  REQUIRE(dsk_fill(ctx, &misaligned, -0.5) == DSK_OK);
+  CHECK(bytes[0] == 0xAA);
+  for (int k = 0; k < 6; ++k) {
+    float v = 0;
+    std::memcpy(&v, bytes.data() + 1 + 4 * k, 4);
+    CHECK(v == -0.5f);
+  }
   expect_error(dsk_fill(ctx, nullptr, 1.0), DSK_ERR_INVALID_ARGUMENT, {"dst is NULL"});
 }
 
