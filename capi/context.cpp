@@ -2,6 +2,7 @@
 #include "core/context.h"
 
 #include <memory>
+#include <string>
 
 #include "capi/guard.h"
 #include "dsk/dsk_backend.h"
@@ -14,6 +15,17 @@ dsk_context_options default_options() {
   o.struct_size = sizeof(o);
   o.backend = DSK_BACKEND_AUTO;
   return o;
+}
+
+// Drops an owned workspace after the work queued on the context (which may still read it) has
+// finished: an allocator hook's free need not wait for the stream.
+void release_workspace(dsk_context& ctx) {
+  if (ctx.workspace_storage == nullptr) return;
+  const dsk::Backend& b = *ctx.backend;
+  dsk::check_backend_call(b, b.iface->synchronize(ctx.device_id, ctx.stream), "synchronize");
+  ctx.workspace_storage.reset();
+  ctx.workspace = nullptr;
+  ctx.workspace_bytes = 0;
 }
 
 }  // namespace
@@ -37,6 +49,11 @@ DSK_API dsk_status dsk_context_create(const dsk_context_options* options, dsk_co
     dsk::check_arg(o.backend >= DSK_BACKEND_AUTO && o.backend < DSK_BACKEND_COUNT,
                    "options->backend = {}, expected DSK_BACKEND_AUTO (0), _CPU (1) or _CUDA (2)",
                    o.backend);
+    dsk::check_arg(o.reserved == 0, "options->reserved = {}, expected 0", o.reserved);
+    if (o.backend == DSK_BACKEND_AUTO) {
+      std::string env_error = dsk::backend_env_error();
+      dsk::check_arg(env_error.empty(), "options->backend is DSK_BACKEND_AUTO but {}", env_error);
+    }
     int32_t kind = o.backend == DSK_BACKEND_AUTO ? dsk::default_backend() : o.backend;
     const dsk::Backend& b = dsk::backend(kind);
     if (!b.available()) {
@@ -47,6 +64,17 @@ DSK_API dsk_status dsk_context_create(const dsk_context_options* options, dsk_co
                    o.device_id, b.device_count, b.name);
     dsk::check_arg(kind == DSK_BACKEND_CUDA || o.stream == nullptr,
                    "options->stream is set, expected NULL for a CPU context");
+    if (kind == DSK_BACKEND_CUDA) {
+      // dsk's kernels are built for sm_80 and newer; an older GPU would fail at every launch.
+      dsk_device_props props{};
+      props.struct_size = sizeof(props);
+      dsk::check_backend_call(b, b.iface->device_props(o.device_id, &props), "device_props");
+      if (props.compute_capability_major < 8) {
+        dsk::fail(DSK_ERR_UNSUPPORTED,
+                  "cuda:{} ({}) has compute capability {}.{}, expected 8.0 or newer", o.device_id,
+                  props.name, props.compute_capability_major, props.compute_capability_minor);
+      }
+    }
     auto ctx = std::make_unique<dsk_context>();
     ctx->backend = &b;
     ctx->device_id = o.device_id;
@@ -54,6 +82,7 @@ DSK_API dsk_status dsk_context_create(const dsk_context_options* options, dsk_co
     if (o.allocator != nullptr) {
       dsk_allocator a{};
       dsk::read_versioned(o.allocator, &a, sizeof(dsk_allocator), "options->allocator");
+      dsk::check_arg(a.reserved == 0, "options->allocator->reserved = {}, expected 0", a.reserved);
       dsk::check_arg(a.alloc != nullptr && a.free != nullptr,
                      "options->allocator has a NULL alloc or free, expected both functions");
       ctx->has_allocator = true;
@@ -121,7 +150,7 @@ DSK_API dsk_status dsk_context_set_workspace(dsk_context* ctx, void* ptr, size_t
                    bytes);
     dsk::check_arg(reinterpret_cast<uintptr_t>(ptr) % 256 == 0,
                    "ptr is not aligned to 256 bytes, expected 256-byte alignment");
-    ctx->workspace_storage.reset();
+    release_workspace(*ctx);
     ctx->workspace = ptr;
     ctx->workspace_bytes = bytes;
   });
@@ -136,6 +165,7 @@ DSK_API dsk_status dsk_context_reserve_workspace(dsk_context* ctx, size_t bytes)
                    "bytes <= that, or set a larger one",
                    ctx->workspace_bytes);
     dsk::StoragePtr grown = dsk::allocate(*ctx, bytes);
+    release_workspace(*ctx);
     ctx->workspace_storage = std::move(grown);
     ctx->workspace = ctx->workspace_storage->data;
     ctx->workspace_bytes = bytes;

@@ -31,7 +31,10 @@ StridedIndex coalesce(int32_t ndim, const int64_t* shape, const int64_t* const* 
     const int32_t last = index.ndim - 1;
     bool merge = last >= 0;
     for (int32_t k = 0; k < operands && merge; ++k) {
-      merge = index.strides[k][last] == strides[k][d] * shape[d];
+      // stride * (shape - 1) fits (libdsk validated the span); the full product may not.
+      int64_t step = 0;
+      merge =
+          !__builtin_mul_overflow(strides[k][d], shape[d], &step) && index.strides[k][last] == step;
     }
     if (merge) {
       // The outer dim steps exactly over the inner one, so both are one dim of the product size

@@ -136,14 +136,19 @@ class Tensor {
   }
 
   dsk_tensor* get() const noexcept { return t_; }
-  const DLTensor& dl() const noexcept { return *dsk_tensor_dltensor(t_); }
+  // Throws dsk::Error for an empty (default-constructed or moved-from) Tensor.
+  const DLTensor& dl() const {
+    if (t_ == nullptr) throw Error(DSK_ERR_INVALID_ARGUMENT, "dsk::Tensor is empty");
+    return *dsk_tensor_dltensor(t_);
+  }
   operator const DLTensor*() const noexcept { return dsk_tensor_dltensor(t_); }
   int64_t numel() const noexcept { return dsk_tensor_numel(t_); }
   int64_t nbytes() const noexcept { return dsk_tensor_nbytes(t_); }
   bool is_contiguous() const noexcept { return dsk_tensor_is_contiguous(t_) != 0; }
+  // NULL for an empty Tensor.
   template <typename T>
   T* data() const noexcept {
-    return static_cast<T*>(dl().data);
+    return t_ != nullptr ? static_cast<T*>(dsk_tensor_dltensor(t_)->data) : nullptr;
   }
 
  private:

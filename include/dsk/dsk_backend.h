@@ -2,10 +2,14 @@
  *
  * The CPU backend is always present. The CUDA backend lives in a separate module, libdsk-cuda.so,
  * that libdsk loads the first time any backend query or context creation needs it. It is searched
- * for in $DSK_BACKEND_PATH (a directory), then next to libdsk itself, then in the install
- * directory chosen at build time. A missing module, a missing driver or no device leaves the CPU
- * backend only; this is reported, never fatal. DSK_BACKEND=cpu|cuda|auto overrides the backend
- * that DSK_BACKEND_AUTO picks.
+ * for in $DSK_BACKEND_PATH (a colon-separated list of absolute directories), then next to libdsk
+ * itself, then in dsk/ beside libdsk, then in the install directory chosen at build time. A
+ * missing module, a missing driver or no device leaves the CPU backend only; this is reported,
+ * never fatal. The environment variable DSK_BACKEND (read once, case-insensitive) steers it:
+ * "cpu" never loads the CUDA module, "cuda" makes DSK_BACKEND_AUTO mean CUDA (failing when it is
+ * unusable), "auto" or unset is the default; any other value disables CUDA and makes contexts
+ * asking for DSK_BACKEND_AUTO fail with a message naming the variable. CUDA devices older than
+ * compute capability 8.0 are listed but contexts on them are refused (DSK_ERR_UNSUPPORTED).
  */
 #ifndef DSK_BACKEND_H_
 #define DSK_BACKEND_H_

@@ -55,9 +55,10 @@ DSK_API int64_t dsk_tensor_nbytes(const dsk_tensor* tensor);
 /* 1 when the strides are those of a compact row-major layout (size-1 dims may have any stride). */
 DSK_API int32_t dsk_tensor_is_contiguous(const dsk_tensor* tensor);
 
-/* 1 when the tensor was imported from a DLPack producer that marked it read-only. dsk functions
- * that take a dsk_tensor* destination refuse to write to it; raw DLTensor views of it are the
- * caller's responsibility. */
+/* 1 when the tensor was imported from a DLPack producer that marked it read-only (views of it
+ * inherit the mark, versioned exports carry it, legacy exports are refused). Ops take borrowed
+ * DLTensors, which carry no such mark: passing a read-only tensor as an output is the caller's
+ * error and is not detected. */
 DSK_API int32_t dsk_tensor_is_read_only(const dsk_tensor* tensor);
 
 /* Creates a view of `base`'s storage with another shape and element strides (strides == NULL means
@@ -71,15 +72,19 @@ DSK_API dsk_status dsk_tensor_view(dsk_tensor* base, int32_t ndim, const int64_t
                                    dsk_tensor** out);
 
 /* Copies src into dst element by element (same shape, any strides, any supported dtypes with the
- * conversion rules of dsk_dtype.h, any devices: host<->CUDA copies go through the context's
- * stream). src may overlap itself (e.g. stride 0 broadcasts); src and dst must not overlap each
- * other. The context's backend must own at least one side (a CPU context copies CPU<->CPU only).
+ * conversion rules of dsk_dtype.h). Host<->host copies work under any context; copies touching
+ * CUDA memory need a CUDA context on that device (host<->device and device<->device on the
+ * context's device; copies between two CUDA devices are not supported) and run on its stream,
+ * returning when host memory involved may be reused or read. src may overlap itself (e.g. stride
+ * 0 broadcasts); src and dst must not overlap each other: their whole address ranges are
+ * compared, so even interleaved but disjoint views of one buffer are refused.
  * Errors: DSK_ERR_INVALID_ARGUMENT (shape/dtype/stride/device problems),
  * DSK_ERR_BACKEND_UNAVAILABLE, DSK_ERR_DEVICE_ERROR, DSK_ERR_OUT_OF_MEMORY (staging buffers). */
 DSK_API dsk_status dsk_copy(dsk_context* ctx, const DLTensor* src, const DLTensor* dst);
 
 /* Creates a new contiguous tensor on the context's device with src's shape and dtype `dtype`
- * (pass src's dtype to keep it) and copies src into it (from any device). */
+ * (pass src's dtype to keep it) and copies src into it, under dsk_copy's rules: src may be in host
+ * memory or on the context's CUDA device (a CPU context cannot read CUDA memory). */
 DSK_API dsk_status dsk_tensor_clone(dsk_context* ctx, const DLTensor* src, DLDataType dtype,
                                     dsk_tensor** out);
 
@@ -115,15 +120,17 @@ DSK_API dsk_status dsk_random_params_init(dsk_random_params* params);
  *   a + b * (sqrt(-2 * ln(u1)) * cos(2 pi u2)) evaluated in f32 in exactly that order, with dsk's
  *   own portable ln and cos (lib/common/detmath.h), so CPU and CUDA agree bit for bit;
  * then the f32 value is converted to dst's dtype. dst must be on the context's device (or in host
- * memory). Errors: DSK_ERR_INVALID_ARGUMENT (NULL, non-float dtype, unknown distribution, bad
- * tensor), DSK_ERR_VERSION_MISMATCH (struct_size too small). */
+ * memory). a and b must be finite in f32 and, for the normal distribution, b >= 0.
+ * Errors: DSK_ERR_INVALID_ARGUMENT (NULL, non-float dtype, unknown distribution, a or b out of
+ * range, bad tensor), DSK_ERR_VERSION_MISMATCH (struct_size too small). */
 DSK_API dsk_status dsk_fill_random(dsk_context* ctx, const DLTensor* dst,
                                    const dsk_random_params* params);
 
 /* DLPack export. The returned managed tensor holds a reference to `tensor`'s storage; call its
  * deleter exactly once (from any thread) to drop it. Strides are always filled and byte_offset is
  * 0. The versioned form sets version {1, 1} and DLPACK_FLAG_BITMASK_READ_ONLY for read-only
- * tensors. Errors: DSK_ERR_INVALID_ARGUMENT (NULL), DSK_ERR_OUT_OF_MEMORY. */
+ * tensors. Errors: DSK_ERR_INVALID_ARGUMENT (NULL), DSK_ERR_OUT_OF_MEMORY, DSK_ERR_UNSUPPORTED
+ * (legacy export of a read-only tensor: the legacy struct cannot mark it). */
 DSK_API dsk_status dsk_tensor_to_dlpack_versioned(dsk_tensor* tensor,
                                                   DLManagedTensorVersioned** out);
 DSK_API dsk_status dsk_tensor_to_dlpack(dsk_tensor* tensor, DLManagedTensor** out);

@@ -76,6 +76,12 @@ DLManagedTensorVersioned* export_versioned(dsk_tensor& t) {
 }
 
 DLManagedTensor* export_legacy(dsk_tensor& t) {
+  // The legacy struct has no flags: a consumer would take the memory as writable.
+  if (t.read_only) {
+    fail(DSK_ERR_UNSUPPORTED,
+         "tensor is read-only and the legacy DLManagedTensor cannot say so, expected "
+         "dsk_tensor_to_dlpack_versioned");
+  }
   auto* h = make_holder<DLManagedTensor>(t);
   h->managed.deleter = delete_export<DLManagedTensor>;
   return &h->managed;

@@ -127,6 +127,9 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
       name, static_cast<int32_t>(t->device.device_type));
   check_arg(t->device.device_id >= 0, "{}: device_id = {}, expected >= 0", name,
             t->device.device_id);
+  // Host memory has one device; another id would make equal pointers look like different memory.
+  check_arg(l.backend != DSK_BACKEND_CPU || t->device.device_id == 0,
+            "{}: device_id = {} for host memory, expected 0", name, t->device.device_id);
   l.ndim = t->ndim;
   l.numel = check_shape(t->ndim, t->shape, l.elem_size, name);
   for (int32_t i = 0; i < l.ndim; ++i) l.shape[i] = t->shape[i];
@@ -135,7 +138,9 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
   } else {
     for (int32_t i = 0; i < l.ndim; ++i) {
       check_arg(t->strides[i] >= 0, "{}: strides[{}] = {}, expected >= 0", name, i, t->strides[i]);
-      l.strides[i] = t->strides[i];
+      // A size-1 dim is never stepped along, so its stride is meaningless (DLPack producers put
+      // anything there); zero keeps every offset computation within the tensor's span.
+      l.strides[i] = l.shape[i] == 1 ? 0 : t->strides[i];
     }
   }
   if (l.numel > 0) {
@@ -152,6 +157,14 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
     check_arg(!mul_overflows(l.span, static_cast<int64_t>(l.elem_size), &span_bytes),
               "{}: strides reach past int64 bytes, expected strides that address memory", name);
     check_arg(t->data != nullptr, "{}: data is NULL for a tensor with {} elements", name, l.numel);
+    // The addressed bytes [data + byte_offset, + span_bytes) must exist in the address space.
+    const auto base = reinterpret_cast<uintptr_t>(t->data);
+    check_arg(t->byte_offset <= static_cast<uint64_t>(INT64_MAX) &&
+                  t->byte_offset <= UINTPTR_MAX - base &&
+                  static_cast<uint64_t>(span_bytes) <= UINTPTR_MAX - base - t->byte_offset,
+              "{}: byte_offset = {} with {} bytes of elements runs past the address space, "
+              "expected an offset inside the buffer",
+              name, t->byte_offset, span_bytes);
     if (access == Access::kWrite) {
       check_arg(!self_overlaps(l.ndim, l.shape, l.strides),
                 "{}: strides make distinct indices address the same element, expected a "

@@ -1,7 +1,9 @@
 #include "core/registry.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -30,26 +32,53 @@ std::string env_string(const char* name) {
   return v ? std::string(v) : std::string();
 }
 
-// What DSK_BACKEND asks for: DSK_BACKEND_AUTO, _CPU or _CUDA.
-int32_t requested_backend() {
+constexpr int32_t kInvalidRequest = -1;
+
+// DSK_BACKEND, trimmed and lower-cased.
+std::string backend_env() {
   std::string v = env_string("DSK_BACKEND");
+  const char* space = " \t\r\n";
+  size_t begin = v.find_first_not_of(space);
+  if (begin == std::string::npos) return {};
+  v = v.substr(begin, v.find_last_not_of(space) - begin + 1);
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return v;
+}
+
+// What DSK_BACKEND asks for: DSK_BACKEND_AUTO, _CPU, _CUDA or kInvalidRequest.
+int32_t requested_backend() {
+  std::string v = backend_env();
   if (v.empty() || v == "auto") return DSK_BACKEND_AUTO;
   if (v == "cpu") return DSK_BACKEND_CPU;
   if (v == "cuda") return DSK_BACKEND_CUDA;
-  log(DSK_LOG_WARN, "DSK_BACKEND={} is not one of cpu, cuda, auto; using auto", v);
-  return DSK_BACKEND_AUTO;
+  return kInvalidRequest;
 }
 
 // Directory holding libdsk itself (or the executable it is linked into), found through dladdr so
-// that a library loaded by Python or Rust still finds the module installed next to it.
+// that a library loaded by Python or Rust still finds the module installed next to it. Always
+// absolute: a relative directory would depend on the working directory (and could load a
+// planted module from it), so "" is returned when none can be established.
 std::string own_directory() {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(&own_directory), &info) == 0 || info.dli_fname == nullptr) {
     return {};
   }
-  std::string path(info.dli_fname);
+  std::string path;
+  if (std::strchr(info.dli_fname, '/') != nullptr) {
+    char* real = realpath(info.dli_fname, nullptr);
+    if (real != nullptr) {
+      path = real;
+      std::free(real);
+    }
+  } else {
+    // A bare name: libdsk is linked statically into an executable started through PATH.
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) path.assign(exe, static_cast<size_t>(n));
+  }
   size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+  if (path.empty() || path[0] != '/' || slash == std::string::npos) return {};
+  return path.substr(0, slash);
 }
 
 std::vector<std::string> module_search_dirs() {
@@ -60,7 +89,11 @@ std::vector<std::string> module_search_dirs() {
     size_t colon = env.find(':', start);
     std::string dir =
         env.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
-    if (!dir.empty()) dirs.push_back(dir);
+    if (!dir.empty() && dir[0] == '/') {
+      dirs.push_back(dir);
+    } else if (!dir.empty()) {
+      log(DSK_LOG_WARN, "DSK_BACKEND_PATH entry '{}' is not absolute; ignored", dir);
+    }
     if (colon == std::string::npos) break;
     start = colon + 1;
   }
@@ -80,6 +113,10 @@ void load_cuda(Backend& b) {
   b.name = "cuda";
   if (requested_backend() == DSK_BACKEND_CPU) {
     b.reason = "disabled by DSK_BACKEND=cpu";
+    return;
+  }
+  if (requested_backend() == kInvalidRequest) {
+    b.reason = backend_env_error();
     return;
   }
   std::vector<std::string> dirs = module_search_dirs();
@@ -175,12 +212,19 @@ const Backend& backend(int32_t kind) noexcept {
   }
 }
 
+std::string backend_env_error() {
+  if (requested_backend() != kInvalidRequest) return {};
+  return fmt::format("DSK_BACKEND={} is not one of cpu, cuda, auto (CUDA stays disabled)",
+                     backend_env());
+}
+
 int32_t default_backend() noexcept {
-  int32_t requested = DSK_BACKEND_AUTO;
+  int32_t requested = DSK_BACKEND_CPU;
   try {
     requested = requested_backend();
   } catch (...) {
   }
+  if (requested == kInvalidRequest) return DSK_BACKEND_CPU;
   if (requested != DSK_BACKEND_AUTO) return requested;
   return backend(DSK_BACKEND_CUDA).available() ? DSK_BACKEND_CUDA : DSK_BACKEND_CPU;
 }

@@ -29,6 +29,9 @@ const Backend& backend(int32_t kind) noexcept;
 // Resolves DSK_BACKEND_AUTO using the DSK_BACKEND environment variable and availability.
 int32_t default_backend() noexcept;
 
+// Why DSK_BACKEND holds a value dsk does not understand ("" when it is fine).
+std::string backend_env_error();
+
 // Throws dsk::Error(status, iface->last_error()) when a backend call failed.
 void check_backend_call(const Backend& b, dsk_status status, const char* what);
 

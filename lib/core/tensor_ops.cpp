@@ -1,5 +1,7 @@
 #include "core/tensor_ops.h"
 
+#include <cfloat>
+#include <cmath>
 #include <memory>
 
 #include "common/convert.h"
@@ -9,9 +11,12 @@
 namespace dsk {
 namespace {
 
-DLTensor contiguous_dl(void* data, const Layout& like, DLDataType dtype, int64_t* strides) {
+// A compact row-major DLTensor over `data` with like's shape, on `device`.
+DLTensor contiguous_dl(void* data, DLDevice device, const Layout& like, DLDataType dtype,
+                       int64_t* strides) {
   DLTensor t{};
   t.data = data;
+  t.device = device;
   t.ndim = like.ndim;
   t.dtype = dtype;
   t.shape = const_cast<int64_t*>(like.shape);
@@ -21,6 +26,8 @@ DLTensor contiguous_dl(void* data, const Layout& like, DLDataType dtype, int64_t
 }
 
 DLDataType dtype_of(const DLTensor* t) { return t->dtype; }
+
+const DLDevice kHost{kDLCPU, 0};
 
 size_t span_bytes(const Layout& l) { return static_cast<size_t>(l.span) * l.elem_size; }
 
@@ -39,7 +46,7 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
     const void* host = src.data;
     if (!(src.contiguous && src.dtype_id == dst.dtype_id)) {
       staging = allocate_host(bytes);
-      DLTensor s = contiguous_dl(staging->data, dst, dtype_of(dst_t), strides);
+      DLTensor s = contiguous_dl(staging->data, kHost, dst, dtype_of(dst_t), strides);
       check_backend_call(cpu, cpu.iface->copy(0, src_t, &s, nullptr), "staging copy");
       host = staging->data;
     }
@@ -53,8 +60,7 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
     check_backend_call(
         gpu, gpu.iface->memcpy(dev, tmp->data, host, bytes, DSK_MEMCPY_HOST_TO_DEVICE, ctx.stream),
         "host-to-device copy");
-    DLTensor t = contiguous_dl(tmp->data, dst, dtype_of(dst_t), strides);
-    t.device = dst.device;
+    DLTensor t = contiguous_dl(tmp->data, dst.device, dst, dtype_of(dst_t), strides);
     check_backend_call(gpu, gpu.iface->copy(dev, &t, dst_t, ctx.stream), "device copy");
     // The temporary may come from the user's allocator hook, whose free need not wait for the
     // kernel reading it: finish the copy before `tmp` is released.
@@ -68,8 +74,7 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
   const void* device_src = src.data;
   if (!src.contiguous) {
     tmp = allocate(ctx, src_bytes);
-    DLTensor t = contiguous_dl(tmp->data, src, dtype_of(src_t), strides);
-    t.device = src.device;
+    DLTensor t = contiguous_dl(tmp->data, src.device, src, dtype_of(src_t), strides);
     check_backend_call(gpu, gpu.iface->copy(dev, src_t, &t, ctx.stream), "device copy");
     device_src = tmp->data;
   }
@@ -85,8 +90,7 @@ void copy_across(dsk_context& ctx, const DLTensor* src_t, const Layout& src, con
                      gpu.iface->memcpy(dev, staging->data, device_src, src_bytes,
                                        DSK_MEMCPY_DEVICE_TO_HOST, ctx.stream),
                      "device-to-host copy");
-  DLTensor s = contiguous_dl(staging->data, src, dtype_of(src_t), strides);
-  s.device = DLDevice{kDLCPU, 0};
+  DLTensor s = contiguous_dl(staging->data, kHost, src, dtype_of(src_t), strides);
   check_backend_call(cpu, cpu.iface->copy(0, &s, dst_t, nullptr), "host copy");
 }
 
@@ -155,7 +159,10 @@ void copy(dsk_context& ctx, const DLTensor* src_t, const DLTensor* dst_t) {
               i, src.shape[i], i, dst.shape[i]);
   }
   if (dst.numel == 0) return;
-  if (src.backend == dst.backend && src.device.device_id == dst.device.device_id) {
+  // Host memory is one address space and CUDA pointers are unique across devices (unified
+  // addressing), so byte ranges of the same backend are comparable whatever the device ids say.
+  // Comparing whole spans is conservative: interleaved but disjoint views are refused too.
+  if (src.backend == dst.backend) {
     check_arg(!ranges_intersect(src.data, span_bytes(src), dst.data, span_bytes(dst)),
               "src and dst overlap in memory, expected distinct buffers");
   }
@@ -209,6 +216,13 @@ void fill_random(dsk_context& ctx, const DLTensor* dst_t, const dsk_random_param
   check_arg(params.distribution == DSK_RANDOM_UNIFORM || params.distribution == DSK_RANDOM_NORMAL,
             "params->distribution = {}, expected DSK_RANDOM_UNIFORM (1) or DSK_RANDOM_NORMAL (2)",
             params.distribution);
+  // The formula runs in f32: parameters must be finite there (and a deviation non-negative).
+  auto finite_f32 = [](double v) { return std::isfinite(v) && std::fabs(v) <= FLT_MAX; };
+  check_arg(finite_f32(params.a) && finite_f32(params.b),
+            "params->a = {}, params->b = {}, expected finite values within the f32 range", params.a,
+            params.b);
+  check_arg(params.distribution != DSK_RANDOM_NORMAL || params.b >= 0.0,
+            "params->b = {} is a negative standard deviation, expected >= 0", params.b);
   if (dst.backend == DSK_BACKEND_CPU) {
     const Backend& cpu = backend(DSK_BACKEND_CPU);
     check_backend_call(cpu, cpu.iface->fill_random(0, dst_t, &params, nullptr), "fill_random");

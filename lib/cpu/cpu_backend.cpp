@@ -15,9 +15,16 @@
 namespace dsk {
 namespace {
 
-thread_local std::string t_cpu_error;
+// A fixed buffer: recording an error must not allocate (it runs while out of memory, inside
+// noexcept functions).
+thread_local char t_cpu_error[512] = "";
 
-const char* cpu_last_error() { return t_cpu_error.c_str(); }
+void set_cpu_error(const char* message) noexcept {
+  std::strncpy(t_cpu_error, message, sizeof(t_cpu_error) - 1);
+  t_cpu_error[sizeof(t_cpu_error) - 1] = '\0';
+}
+
+const char* cpu_last_error() { return t_cpu_error; }
 
 template <typename F>
 dsk_status guarded(F&& f) noexcept {
@@ -25,13 +32,13 @@ dsk_status guarded(F&& f) noexcept {
     f();
     return DSK_OK;
   } catch (const Error& e) {
-    t_cpu_error = e.what();
+    set_cpu_error(e.what());
     return e.status();
   } catch (const std::bad_alloc&) {
-    t_cpu_error = "out of host memory";
+    set_cpu_error("out of host memory");
     return DSK_ERR_OUT_OF_MEMORY;
   } catch (...) {
-    t_cpu_error = "unexpected exception in the CPU backend";
+    set_cpu_error("unexpected exception in the CPU backend");
     return DSK_ERR_INTERNAL;
   }
 }
@@ -73,7 +80,7 @@ dsk_status cpu_malloc(int32_t, size_t bytes, void*, void** ptr) {
   if (bytes == 0) return DSK_OK;
   *ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
   if (*ptr == nullptr) {
-    t_cpu_error = "out of host memory";
+    set_cpu_error("out of host memory");
     return DSK_ERR_OUT_OF_MEMORY;
   }
   return DSK_OK;

@@ -20,10 +20,13 @@ class StridedWalk {
   }
   int64_t offset() const { return offset_; }
   void next() {
+    // Never forms an offset outside the walked elements, so no intermediate can overflow.
     for (int32_t i = ndim_ - 1; i >= 0; --i) {
-      offset_ += strides_[i];
-      if (++index_[i] < shape_[i]) return;
-      offset_ -= strides_[i] * shape_[i];
+      if (++index_[i] < shape_[i]) {
+        offset_ += strides_[i];
+        return;
+      }
+      offset_ -= strides_[i] * (shape_[i] - 1);
       index_[i] = 0;
     }
   }

@@ -57,6 +57,12 @@ TEST_CASE("context options are validated") {
   expect_error(dsk_context_create(&bad, &ctx), DSK_ERR_VERSION_MISMATCH,
                {"options->struct_size = 4"});
 
+  bad = o;
+  bad.backend = DSK_BACKEND_CPU;
+  bad.reserved = 7;
+  expect_error(dsk_context_create(&bad, &ctx), DSK_ERR_INVALID_ARGUMENT,
+               {"options->reserved = 7", "expected 0"});
+
   expect_error(dsk_context_options_init(nullptr), DSK_ERR_INVALID_ARGUMENT, {"options is NULL"});
   expect_error(dsk_context_get_backend(nullptr, nullptr), DSK_ERR_INVALID_ARGUMENT,
                {"ctx is NULL"});
@@ -144,6 +150,10 @@ TEST_CASE("the allocator hook serves every tensor and workspace, and frees each 
   CHECK(none == nullptr);
   dsk_context_destroy(ctx);
 
+  hook.reserved = 1;
+  expect_error(dsk_context_create(&o, &ctx), DSK_ERR_INVALID_ARGUMENT,
+               {"options->allocator->reserved = 1"});
+  hook.reserved = 0;
   hook.free = nullptr;
   expect_error(dsk_context_create(&o, &ctx), DSK_ERR_INVALID_ARGUMENT, {"alloc or free"});
 }

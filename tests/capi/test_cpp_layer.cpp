@@ -36,5 +36,8 @@ TEST_CASE("dsk.hpp turns failures into dsk::Error with the library's message") {
     CHECK(std::strstr(e.what(), "shape[0] = -1") != nullptr);
   }
   CHECK_THROWS_AS(dsk::dtype(0), dsk::Error);
+  dsk::Tensor empty;
+  CHECK_THROWS_AS(empty.dl(), dsk::Error);
+  CHECK(empty.data<float>() == nullptr);
   CHECK_THROWS_AS(dsk::Context(42), dsk::Error);
 }

@@ -128,6 +128,10 @@ TEST_CASE("import honours byte_offset, strides and the read-only flag") {
   REQUIRE(dsk_tensor_to_dlpack_versioned(t, &m) == DSK_OK);
   CHECK((m->flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0);
   m->deleter(m);
+  DLManagedTensor* legacy_export = nullptr;
+  expect_error(dsk_tensor_to_dlpack(t, &legacy_export), DSK_ERR_UNSUPPORTED,
+               {"read-only", "dsk_tensor_to_dlpack_versioned"});
+  CHECK(legacy_export == nullptr);
   dsk_tensor_release(t);
   CHECK(p.deletes == 1);
 

@@ -346,3 +346,58 @@ TEST_CASE("validate reports the caller's name") {
   expect_error(dsk_dltensor_validate(&bad, "kv_cache"), DSK_ERR_INVALID_ARGUMENT,
                {"kv_cache: shape[0] = -1"});
 }
+
+TEST_CASE("layout facts that would reach outside memory are refused") {
+  CpuContext ctx;
+  std::vector<float> a(8), b(8);
+  Borrowed dst(b.data(), {8}, DSK_DTYPE_F32);
+  Borrowed far(a.data(), {8}, DSK_DTYPE_F32);
+  // Only offsets that provably leave the address space can be caught (like a wild data pointer,
+  // a wild offset that stays inside it cannot).
+  far.dl.byte_offset = UINT64_C(1) << 63;
+  expect_error(dsk_dltensor_validate(&far, "x"), DSK_ERR_INVALID_ARGUMENT,
+               {"x: byte_offset = 9223372036854775808"});
+  expect_error(dsk_fill(ctx, &far, 1.0), DSK_ERR_INVALID_ARGUMENT, {"byte_offset"});
+  far.dl.byte_offset = UINT64_MAX - 64;
+  expect_error(dsk_copy(ctx, &far, &dst), DSK_ERR_INVALID_ARGUMENT, {"src: byte_offset"});
+
+  // Host memory has a single device: another id cannot hide an overlap.
+  Borrowed src(a.data(), {4}, DSK_DTYPE_F32);
+  Borrowed alias(a.data() + 2, {4}, DSK_DTYPE_F32);
+  alias.dl.device.device_id = 1;
+  expect_error(dsk_copy(ctx, &src, &alias), DSK_ERR_INVALID_ARGUMENT,
+               {"dst: device_id = 1 for host memory, expected 0"});
+}
+
+TEST_CASE("size-1 dims may carry any stride") {
+  CpuContext ctx;
+  std::vector<float> a(2, 0.0f);
+  Borrowed odd(a.data(), {2, 1}, DSK_DTYPE_F32, {1, INT64_MAX});
+  dsk_random_params p;
+  dsk_random_params_init(&p);
+  p.seed = 3;
+  REQUIRE(dsk_fill_random(ctx, &odd, &p) == DSK_OK);
+  REQUIRE(dsk_fill(ctx, &odd, 2.0) == DSK_OK);
+  CHECK(a[0] == 2.0f);
+  CHECK(a[1] == 2.0f);
+  std::vector<float> c(2);
+  Borrowed dense(c.data(), {2, 1}, DSK_DTYPE_F32);
+  REQUIRE(dsk_copy(ctx, &odd, &dense) == DSK_OK);
+  CHECK(c[1] == 2.0f);
+}
+
+TEST_CASE("random parameters must make sense in f32") {
+  CpuContext ctx;
+  Owned x(make(ctx, {4}, DSK_DTYPE_F32));
+  dsk_random_params p;
+  dsk_random_params_init(&p);
+  p.b = NAN;
+  expect_error(dsk_fill_random(ctx, x.dl(), &p), DSK_ERR_INVALID_ARGUMENT,
+               {"expected finite values"});
+  p.b = 1e300;
+  expect_error(dsk_fill_random(ctx, x.dl(), &p), DSK_ERR_INVALID_ARGUMENT, {"f32 range"});
+  p.distribution = DSK_RANDOM_NORMAL;
+  p.b = -1.0;
+  expect_error(dsk_fill_random(ctx, x.dl(), &p), DSK_ERR_INVALID_ARGUMENT,
+               {"negative standard deviation"});
+}
