@@ -96,7 +96,7 @@ TEST_CASE("strided host <-> device copies with conversion match the CPU") {
         Tensor src_base = create(env.cpu.get(), {c.src.span()}, host_id);
         const std::vector<uint8_t> bytes = random_bytes(src_base.nbytes(), seed++);
         std::memcpy(src_base.host_bytes(), bytes.data(), bytes.size());
-        Tensor src = view(src_base, c.src);
+        SourceView src = source_view(src_base, c.src);
         Twin mid = make_twin(env, device_id, c.dst.span(), seed++);
         Tensor mid_cpu = view(mid.cpu, c.dst);
         Tensor mid_gpu = view(mid.gpu, c.dst);
@@ -132,8 +132,8 @@ TEST_CASE("device -> device copies match the CPU for every dtype pair and layout
         CAPTURE(dtype_name(dst_id));
         Twin src = make_twin(env, src_id, c.src.span(), seed++);
         Twin dst = make_twin(env, dst_id, c.dst.span(), seed++);
-        Tensor src_cpu = view(src.cpu, c.src);
-        Tensor src_gpu = view(src.gpu, c.src);
+        SourceView src_cpu = source_view(src.cpu, c.src);
+        SourceView src_gpu = source_view(src.gpu, c.src);
         Tensor dst_cpu = view(dst.cpu, c.dst);
         Tensor dst_gpu = view(dst.gpu, c.dst);
         DSK_REQUIRE_OK(dsk_copy(env.cpu.get(), src_cpu.dl(), dst_cpu.dl()));

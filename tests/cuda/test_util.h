@@ -29,7 +29,10 @@ inline constexpr int32_t kFloatDtypes[] = {DSK_DTYPE_F32, DSK_DTYPE_F16, DSK_DTY
 // Fails the current test with the call, the status and dsk's message when `status` is not OK.
 inline void require_ok(dsk_status status, const char* call) {
   if (status != DSK_OK) {
-    FAIL(call << " returned " << dsk_status_string(status) << ": " << dsk_last_error_message());
+    // One std::string: doctest prints a bare const char* in a message chain as a pointer.
+    const std::string message = std::string(call) + " returned " + dsk_status_string(status) +
+                                ": " + dsk_last_error_message();
+    FAIL(message);
   }
 }
 #define DSK_REQUIRE_OK(expr) ::dsk_test::require_ok((expr), #expr)
@@ -153,6 +156,25 @@ inline Tensor view(const Tensor& base, const Layout& l) {
                              l.strides.empty() ? nullptr : l.strides.data(), l.offset, &t),
              "dsk_tensor_view");
   return Tensor(t);
+}
+
+// A view that may broadcast (stride 0), which dsk_tensor_view refuses: a borrowed DLTensor over
+// base's memory, for copy sources. Valid while `base` lives.
+struct SourceView {
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+  DLTensor tensor{};
+  const DLTensor* dl() const { return &tensor; }
+};
+
+inline SourceView source_view(const Tensor& base, const Layout& l) {
+  SourceView v{l.shape, l.strides, *base.dl()};
+  v.tensor.ndim = static_cast<int32_t>(v.shape.size());
+  v.tensor.shape = v.shape.data();
+  v.tensor.strides = v.strides.empty() ? nullptr : v.strides.data();
+  v.tensor.data = static_cast<char*>(v.tensor.data) +
+                  l.offset * static_cast<int64_t>(dsk_dtype_size(v.tensor.dtype));
+  return v;
 }
 
 inline std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
