@@ -1,0 +1,53 @@
+//! Calls through the raw layer that the safe crate cannot express (it always sets struct_size).
+
+use dsk_sys::*;
+use std::ffi::CStr;
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(dsk_last_error_message()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn struct_size_too_small_is_version_mismatch() {
+    unsafe {
+        let mut info: dsk_backend_info = std::mem::zeroed();
+        info.struct_size = 4;
+        assert_eq!(dsk_backend_get_info(DSK_BACKEND_CPU, &mut info), DSK_ERR_VERSION_MISMATCH);
+        assert!(last_error().contains("struct_size"), "message: {}", last_error());
+
+        let mut options: dsk_context_options = std::mem::zeroed();
+        assert_eq!(dsk_context_options_init(&mut options), DSK_OK);
+        assert_eq!(options.struct_size as usize, std::mem::size_of::<dsk_context_options>());
+        options.struct_size = 8;
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(dsk_context_create(&options, &mut ctx), DSK_ERR_VERSION_MISMATCH);
+        assert!(ctx.is_null());
+
+        let mut params: dsk_random_params = std::mem::zeroed();
+        assert_eq!(dsk_random_params_init(&mut params), DSK_OK);
+        assert_eq!(params.distribution, DSK_RANDOM_UNIFORM);
+        assert_eq!((params.a, params.b), (0.0, 1.0));
+    }
+}
+
+#[test]
+fn init_functions_set_struct_size() {
+    unsafe {
+        let mut info: dsk_backend_info = std::mem::zeroed();
+        assert_eq!(dsk_backend_info_init(&mut info), DSK_OK);
+        assert_eq!(info.struct_size as usize, std::mem::size_of::<dsk_backend_info>());
+        let mut props: dsk_device_props = std::mem::zeroed();
+        assert_eq!(dsk_device_props_init(&mut props), DSK_OK);
+        assert_eq!(props.struct_size as usize, std::mem::size_of::<dsk_device_props>());
+        assert_eq!(dsk_backend_info_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+    }
+}
+
+#[test]
+fn versions_agree_with_headers() {
+    unsafe {
+        assert_eq!(dsk_abi_version(), DSK_ABI_VERSION);
+        assert_eq!(dsk_version_number(), DSK_VERSION_NUMBER);
+        assert_eq!(CStr::from_ptr(dsk_version_string()).to_str().unwrap(), DSK_VERSION_STRING);
+    }
+}
