@@ -1,0 +1,853 @@
+"""The Python API over the C functions declared in _ffi.FUNCTIONS."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from ctypes import POINTER, byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p, py_object
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from . import _ffi
+from ._errors import Error, InvalidArgumentError, UnsupportedError, error_for_status
+from ._ffi import (
+    DLDataType,
+    DLDevice,
+    DLManagedTensor,
+    DLManagedTensorVersioned,
+    DLTensor,
+    lib as _lib,
+)
+
+# --- errors and versions
+
+
+def _check(status: int) -> None:
+    if status != _ffi.DSK_OK:
+        # Read at once: the C message lives only until this thread's next dsk call.
+        raise error_for_status(status, _lib.dsk_last_error_message().decode("utf-8", "replace"))
+
+
+def version_number() -> int:
+    """The loaded library's version as MAJOR*10000 + MINOR*100 + PATCH."""
+    return int(_lib.dsk_version_number())
+
+
+def version_string() -> str:
+    """The loaded library's version, e.g. "0.1.0"."""
+    return _lib.dsk_version_string().decode()
+
+
+def abi_version() -> int:
+    """The loaded library's ABI version (always the package's: another one is refused on import)."""
+    return int(_lib.dsk_abi_version())
+
+
+def status_string(status: int) -> str:
+    """Static text for a dsk_status code ("ok", "invalid argument", ...)."""
+    return _lib.dsk_status_string(status).decode()
+
+
+def last_error_message() -> str:
+    """The message of this thread's last failed dsk call ("" if none); exceptions carry it too."""
+    return _lib.dsk_last_error_message().decode("utf-8", "replace")
+
+
+# The installed callback must outlive every call C may make to it, so it is held here.
+_log_callback: Optional[Any] = None
+_log_lock = threading.Lock()
+
+LogHandler = Callable[[int, str], None]
+
+
+def set_log_handler(handler: Optional[LogHandler], max_level: int = _ffi.DSK_LOG_INFO) -> None:
+    """Installs handler(level, message) as dsk's process-wide log callback (None removes it).
+
+    The handler runs on whatever thread calls into dsk and must not call dsk itself; an exception
+    it raises is printed by ctypes and otherwise ignored (C cannot receive it).
+    """
+    global _log_callback
+    with _log_lock:
+        if handler is None:
+            _lib.dsk_log_set(_ffi.dsk_log_fn(), None, max_level)
+            _log_callback = None
+            return
+
+        def trampoline(level: int, message: bytes, user: Any) -> None:
+            handler(level, message.decode("utf-8", "replace"))
+
+        cb = _ffi.dsk_log_fn(trampoline)
+        _lib.dsk_log_set(cb, None, max_level)
+        # Replaced only after C stopped using the previous one.
+        _log_callback = cb
+
+
+# --- dtypes
+
+DType = Union[str, DLDataType, Tuple[int, int, int]]
+
+DTYPE_NAMES = ("f32", "f16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "int32", "int64", "uint8", "bool")
+
+
+def _build_dtype_table() -> Dict[str, Tuple[int, int, int]]:
+    # Asked from the library, so the codes and names have one source of truth (dsk_dtype.h).
+    table = {}
+    for dtype_id in range(1, _ffi.DSK_DTYPE_COUNT):
+        dl = DLDataType()
+        _check(_lib.dsk_dtype_from_id(dtype_id, byref(dl)))
+        table[_lib.dsk_dtype_name(dl).decode()] = dl.as_tuple()
+    return table
+
+
+_DTYPES = _build_dtype_table()
+
+
+def _to_dl(dtype: DType) -> DLDataType:
+    if isinstance(dtype, DLDataType):
+        return dtype
+    if isinstance(dtype, str):
+        key = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+        if key not in _DTYPES:
+            raise InvalidArgumentError(
+                f"dsk: unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_NAMES)}",
+                _ffi.DSK_ERR_INVALID_ARGUMENT,
+            )
+        return DLDataType(*_DTYPES[key])
+    if isinstance(dtype, tuple) and len(dtype) == 3:
+        return DLDataType(*dtype)
+    raise TypeError(f"dsk: a dtype is a name such as 'f32' or a (code, bits, lanes) tuple, not {dtype!r}")
+
+
+def dtype_name(dtype: DType) -> str:
+    """The library's name of a dtype ("unsupported" for a DLDataType dsk does not handle)."""
+    return _lib.dsk_dtype_name(_to_dl(dtype)).decode()
+
+
+def dtype_size(dtype: DType) -> int:
+    """Bytes per element (0 for an unsupported DLDataType)."""
+    return int(_lib.dsk_dtype_size(_to_dl(dtype)))
+
+
+def dtype_id(dtype: DType) -> int:
+    """The DSK_DTYPE_* id of a dtype; InvalidArgumentError when dsk does not support it."""
+    out = c_int32()
+    _check(_lib.dsk_dtype_to_id(_to_dl(dtype), byref(out)))
+    return out.value
+
+
+def dtype_from_id(dtype_id: int) -> str:
+    """The name of the dtype with a DSK_DTYPE_* id."""
+    dl = DLDataType()
+    _check(_lib.dsk_dtype_from_id(dtype_id, byref(dl)))
+    return _lib.dsk_dtype_name(dl).decode()
+
+
+def convert_host_bytes(data: Union[bytes, bytearray, memoryview], src_dtype: DType,
+                       dst_dtype: DType) -> bytes:
+    """Converts a host buffer of src_dtype elements to dst_dtype (dsk_dtype.h rules)."""
+    src_dl, dst_dl = _to_dl(src_dtype), _to_dl(dst_dtype)
+    src_size, dst_size = dtype_size(src_dl), dtype_size(dst_dl)
+    if src_size == 0 or dst_size == 0:
+        # Let the library produce its own message for the unsupported dtype.
+        _check(_lib.dsk_convert_host(src_dl, None, dst_dl, None, 1))
+    buf = bytes(data)
+    if len(buf) % src_size:
+        raise InvalidArgumentError(
+            f"dsk: convert_host_bytes: {len(buf)} bytes is not a whole number of "
+            f"{dtype_name(src_dl)} elements", _ffi.DSK_ERR_INVALID_ARGUMENT)
+    n = len(buf) // src_size
+    out = ctypes.create_string_buffer(n * dst_size)
+    src = ctypes.create_string_buffer(buf, len(buf))
+    _check(_lib.dsk_convert_host(src_dl, src, dst_dl, out, n))
+    return out.raw
+
+
+# --- backends and devices
+
+_BACKENDS = {"auto": _ffi.DSK_BACKEND_AUTO, "cpu": _ffi.DSK_BACKEND_CPU, "cuda": _ffi.DSK_BACKEND_CUDA}
+_BACKEND_NAMES = {v: k for k, v in _BACKENDS.items()}
+
+
+def _backend_kind(backend: Union[str, int]) -> int:
+    if isinstance(backend, int):
+        return backend
+    try:
+        return _BACKENDS[backend.lower()]
+    except (KeyError, AttributeError):
+        raise InvalidArgumentError(
+            f"dsk: unknown backend {backend!r}; expected 'auto', 'cpu' or 'cuda'",
+            _ffi.DSK_ERR_INVALID_ARGUMENT) from None
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    backend: str
+    available: bool
+    score: int
+    device_count: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeviceProps:
+    backend: str
+    device_id: int
+    name: str
+    compute_capability: Tuple[int, int]
+    multiprocessor_count: int
+    memory_bus_width_bits: int
+    memory_clock_khz: int
+    total_memory_bytes: int
+    memory_bandwidth_gbps: float
+
+
+class Device(NamedTuple):
+    """A DLPack device: (device_type, device_id), e.g. (1, 0) for the CPU."""
+
+    device_type: int
+    device_id: int
+
+
+def backend_info(backend: Union[str, int]) -> BackendInfo:
+    info = _ffi.dsk_backend_info()
+    _check(_lib.dsk_backend_info_init(byref(info)))
+    _check(_lib.dsk_backend_get_info(_backend_kind(backend), byref(info)))
+    return BackendInfo(
+        backend=_BACKEND_NAMES.get(info.backend, str(info.backend)),
+        available=bool(info.available),
+        score=info.score,
+        device_count=info.device_count,
+        name=info.name.decode(),
+        reason=info.reason.decode("utf-8", "replace"),
+    )
+
+
+def backends() -> List[BackendInfo]:
+    """Every backend kind dsk knows, available or not (see .reason)."""
+    return [backend_info(k) for k in (_ffi.DSK_BACKEND_CPU, _ffi.DSK_BACKEND_CUDA)]
+
+
+def default_backend() -> str:
+    """The backend 'auto' resolves to now ("cpu" or "cuda"), after DSK_BACKEND is applied."""
+    return _BACKEND_NAMES[_lib.dsk_backend_default()]
+
+
+def device_count(backend: Union[str, int]) -> int:
+    return int(_lib.dsk_device_count(_backend_kind(backend)))
+
+
+def device_props(backend: Union[str, int], device_id: int = 0) -> DeviceProps:
+    props = _ffi.dsk_device_props()
+    _check(_lib.dsk_device_props_init(byref(props)))
+    _check(_lib.dsk_device_get_props(_backend_kind(backend), device_id, byref(props)))
+    return DeviceProps(
+        backend=_BACKEND_NAMES.get(props.backend, str(props.backend)),
+        device_id=props.device_id,
+        name=props.name.decode("utf-8", "replace"),
+        compute_capability=(props.compute_capability_major, props.compute_capability_minor),
+        multiprocessor_count=props.multiprocessor_count,
+        memory_bus_width_bits=props.memory_bus_width_bits,
+        memory_clock_khz=props.memory_clock_khz,
+        total_memory_bytes=props.total_memory_bytes,
+        memory_bandwidth_gbps=props.memory_bandwidth_gbps,
+    )
+
+
+def devices(backend: Union[str, int] = "cpu") -> List[DeviceProps]:
+    """Properties of every usable device of a backend ([] when it is unavailable)."""
+    return [device_props(backend, i) for i in range(device_count(backend))]
+
+
+# --- context
+
+
+class Context:
+    """An execution context (dsk_context): one backend, one device, one CUDA stream.
+
+    ``stream`` is a cudaStream_t as an integer (0 = default stream; must be 0 on CPU). Use as a
+    context manager or call close(); tensors created through it stay valid after it is closed.
+    """
+
+    def __init__(self, backend: Union[str, int] = "auto", device_id: int = 0, stream: int = 0) -> None:
+        self._h: Optional[int] = None
+        opts = _ffi.dsk_context_options()
+        _check(_lib.dsk_context_options_init(byref(opts)))
+        opts.backend = _backend_kind(backend)
+        opts.device_id = device_id
+        opts.stream = stream or None
+        out = c_void_p()
+        _check(_lib.dsk_context_create(byref(opts), byref(out)))
+        self._h = out.value
+
+    @property
+    def handle(self) -> int:
+        """The dsk_context* address; ValueError after close()."""
+        if self._h is None:
+            raise ValueError("dsk: the context is closed")
+        return self._h
+
+    def close(self) -> None:
+        """Finishes queued work and destroys the context (idempotent)."""
+        h, self._h = self._h, None
+        if h is not None:
+            _lib.dsk_context_destroy(h)
+
+    def __del__(self) -> None:
+        # The module may be half torn down at interpreter exit; never raise from here.
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        """"cpu" or "cuda"."""
+        out = c_int32()
+        _check(_lib.dsk_context_get_backend(self.handle, byref(out)))
+        return _BACKEND_NAMES[out.value]
+
+    @property
+    def device(self) -> Device:
+        dev = DLDevice()
+        _check(_lib.dsk_context_get_device(self.handle, byref(dev)))
+        return Device(dev.device_type, dev.device_id)
+
+    @property
+    def stream(self) -> int:
+        out = c_void_p()
+        _check(_lib.dsk_context_get_stream(self.handle, byref(out)))
+        return out.value or 0
+
+    @stream.setter
+    def stream(self, value: int) -> None:
+        _check(_lib.dsk_context_set_stream(self.handle, value or None))
+
+    def synchronize(self) -> None:
+        """Waits for queued work; raises DeviceError for asynchronous failures of earlier calls."""
+        _check(_lib.dsk_context_synchronize(self.handle))
+
+    def reserve_workspace(self, nbytes: int) -> None:
+        _check(_lib.dsk_context_reserve_workspace(self.handle, nbytes))
+
+    def set_workspace(self, ptr: int, nbytes: int) -> None:
+        """Hands dsk caller-owned scratch memory (address, 256-byte aligned); (0, 0) reverts.
+
+        The memory must stay valid while the context may use it; keeping it alive is the caller's
+        job because an address carries no owner.
+        """
+        _check(_lib.dsk_context_set_workspace(self.handle, ptr or None, nbytes))
+
+    @property
+    def workspace_size(self) -> int:
+        out = c_size_t()
+        _check(_lib.dsk_context_get_workspace_size(self.handle, byref(out)))
+        return out.value
+
+    def __repr__(self) -> str:
+        if self._h is None:
+            return "<dsk.Context closed>"
+        return f"<dsk.Context backend={self.backend} device={tuple(self.device)}>"
+
+
+_default_ctx: Optional[Context] = None
+_default_lock = threading.Lock()
+
+
+def _ctx_or_default(ctx: Optional[Context]) -> Context:
+    # The default is a CPU context so that results are always readable from Python (numpy()).
+    global _default_ctx
+    if ctx is not None:
+        return ctx
+    with _default_lock:
+        if _default_ctx is None:
+            _default_ctx = Context("cpu")
+        return _default_ctx
+
+
+# --- DLPack capsules
+
+_pyapi = ctypes.pythonapi
+_pyapi.PyCapsule_New.restype = py_object
+_pyapi.PyCapsule_New.argtypes = [c_void_p, c_char_p, c_void_p]
+_pyapi.PyCapsule_GetPointer.restype = c_void_p
+_pyapi.PyCapsule_GetPointer.argtypes = [py_object, c_char_p]
+_pyapi.PyCapsule_IsValid.restype = ctypes.c_int
+_pyapi.PyCapsule_IsValid.argtypes = [py_object, c_char_p]
+_pyapi.PyCapsule_SetName.restype = ctypes.c_int
+_pyapi.PyCapsule_SetName.argtypes = [py_object, c_char_p]
+_pyapi.PyCapsule_SetDestructor.restype = ctypes.c_int
+_pyapi.PyCapsule_SetDestructor.argtypes = [py_object, c_void_p]
+
+# The capsule keeps a pointer to its name, so the names must live as long as the interpreter:
+# module-level bytes constants do.
+_NAME_VERSIONED = b"dltensor_versioned"
+_NAME_LEGACY = b"dltensor"
+_NAME_USED_VERSIONED = b"used_dltensor_versioned"
+_NAME_USED_LEGACY = b"used_dltensor"
+
+
+def _make_capsule_destructor() -> Any:
+    # The destructor receives a capsule whose refcount is already 0, so it must not be wrapped in a
+    # py_object (that would incref/decref it and free it twice): raw PyObject* and functions
+    # declared on a private PyDLL with void* arguments. Everything it uses is bound here, because
+    # module globals may already be gone when a capsule dies at interpreter exit.
+    api = ctypes.PyDLL(None)
+    is_valid = api.PyCapsule_IsValid
+    is_valid.restype, is_valid.argtypes = ctypes.c_int, [c_void_p, c_char_p]
+    get_ptr = api.PyCapsule_GetPointer
+    get_ptr.restype, get_ptr.argtypes = c_void_p, [c_void_p, c_char_p]
+    versioned, legacy = _NAME_VERSIONED, _NAME_LEGACY
+    p_versioned, p_legacy = POINTER(DLManagedTensorVersioned), POINTER(DLManagedTensor)
+    cast = ctypes.cast
+
+    def destructor(capsule: int) -> None:
+        # A consumer that took the tensor renamed the capsule to "used_..."; then it owns it.
+        if is_valid(capsule, versioned):
+            m = cast(get_ptr(capsule, versioned), p_versioned)
+            if m.contents.deleter:
+                m.contents.deleter(m)
+        elif is_valid(capsule, legacy):
+            m2 = cast(get_ptr(capsule, legacy), p_legacy)
+            if m2.contents.deleter:
+                m2.contents.deleter(m2)
+
+    return ctypes.CFUNCTYPE(None, c_void_p)(destructor)
+
+
+_capsule_destructor = _make_capsule_destructor()
+# A leaked extra reference: the callback must survive module teardown for late capsule deaths.
+_pyapi.Py_IncRef.argtypes = [py_object]
+_pyapi.Py_IncRef(_capsule_destructor)
+_capsule_destructor_addr = ctypes.cast(_capsule_destructor, c_void_p).value
+
+
+def _new_capsule(managed_addr: int, versioned: bool) -> Any:
+    return _pyapi.PyCapsule_New(managed_addr, _NAME_VERSIONED if versioned else _NAME_LEGACY,
+                                _capsule_destructor_addr)
+
+
+class _CapsuleProducer:
+    """Hands a ready-made capsule to a consumer that wants an object with __dlpack__."""
+
+    def __init__(self, capsule: Any, device: Tuple[int, int]) -> None:
+        self._capsule, self._device = capsule, device
+
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: Any = None) -> Any:
+        return self._capsule
+
+    def __dlpack_device__(self) -> Tuple[int, int]:
+        return self._device
+
+
+# --- tensors
+
+Shape = Sequence[int]
+_HOST_DEVICES = (_ffi.kDLCPU, _ffi.kDLCUDAHost)
+_CUDA_DEVICES = (_ffi.kDLCUDA, _ffi.kDLCUDAManaged)
+
+
+class Tensor:
+    """An owning reference to a dsk_tensor (reference counted storage on one device).
+
+    Created by dsk.empty, clone, view and from_dlpack; each Tensor holds one C reference, dropped by
+    close() or when the object is collected. retain() gives a second Tensor sharing the storage.
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("dsk.Tensor is created by dsk.empty, dsk.clone, dsk.from_dlpack or .view")
+
+    @classmethod
+    def _adopt(cls, handle: int, ctx: Optional[Context] = None, keep: Any = None) -> "Tensor":
+        t = object.__new__(cls)
+        t._h = handle
+        # The context that produced the data: __dlpack__(stream=...) synchronizes it on CUDA.
+        t._ctx = ctx
+        # Whatever must outlive the C tensor on the Python side (a DLPack producer).
+        t._keep = keep
+        return t
+
+    @property
+    def handle(self) -> int:
+        """The dsk_tensor* address; ValueError after close()."""
+        h = getattr(self, "_h", None)
+        if h is None:
+            raise ValueError("dsk: the tensor is closed")
+        return h
+
+    def close(self) -> None:
+        """Drops this object's reference (idempotent); storage lives on while views/exports do."""
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            _lib.dsk_tensor_release(h)
+        self._keep = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "Tensor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def retain(self) -> "Tensor":
+        """Another Tensor object holding its own reference to the same dsk_tensor."""
+        _lib.dsk_tensor_retain(self.handle)
+        return Tensor._adopt(self.handle, self._ctx, self._keep)
+
+    @property
+    def _dl(self) -> DLTensor:
+        return _lib.dsk_tensor_dltensor(self.handle).contents
+
+    @property
+    def ndim(self) -> int:
+        return self._dl.ndim
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        d = self._dl
+        return tuple(d.shape[i] for i in range(d.ndim))
+
+    @property
+    def strides(self) -> Tuple[int, ...]:
+        """Strides in elements (always filled by dsk)."""
+        d = self._dl
+        return tuple(d.strides[i] for i in range(d.ndim))
+
+    @property
+    def dtype(self) -> str:
+        return _lib.dsk_dtype_name(self._dl.dtype).decode()
+
+    @property
+    def device(self) -> Device:
+        d = self._dl.device
+        return Device(d.device_type, d.device_id)
+
+    @property
+    def data_ptr(self) -> int:
+        """Address of the first element (dsk views fold their offset into it)."""
+        return self._dl.data or 0
+
+    @property
+    def numel(self) -> int:
+        return int(_lib.dsk_tensor_numel(self.handle))
+
+    @property
+    def nbytes(self) -> int:
+        return int(_lib.dsk_tensor_nbytes(self.handle))
+
+    @property
+    def is_contiguous(self) -> bool:
+        return bool(_lib.dsk_tensor_is_contiguous(self.handle))
+
+    @property
+    def is_read_only(self) -> bool:
+        return bool(_lib.dsk_tensor_is_read_only(self.handle))
+
+    def view(self, shape: Shape, strides: Optional[Shape] = None, offset: int = 0) -> "Tensor":
+        """A view of this storage (element strides, element offset); keeps the storage alive."""
+        ndim = len(shape)
+        c_shape = (c_int64 * max(ndim, 1))(*shape)
+        c_strides = None
+        if strides is not None:
+            if len(strides) != ndim:
+                raise InvalidArgumentError(
+                    f"dsk: view: {len(strides)} strides for {ndim} dimensions",
+                    _ffi.DSK_ERR_INVALID_ARGUMENT)
+            c_strides = (c_int64 * max(ndim, 1))(*strides)
+        out = c_void_p()
+        _check(_lib.dsk_tensor_view(self.handle, ndim, c_shape, c_strides, offset, byref(out)))
+        return Tensor._adopt(out.value, self._ctx, self._keep)
+
+    # DLPack producer protocol
+
+    def __dlpack_device__(self) -> Tuple[int, int]:
+        return tuple(self.device)  # type: ignore[return-value]
+
+    def __dlpack__(self, *, stream: Any = None, max_version: Optional[Tuple[int, int]] = None,
+                   dl_device: Optional[Tuple[int, int]] = None, copy: Optional[bool] = None) -> Any:
+        """Exports a DLPack capsule sharing this tensor's storage.
+
+        A versioned capsule ("dltensor_versioned", DLPack 1.1) when max_version >= (1, 0), else a
+        legacy one ("dltensor"), which read-only tensors refuse (UnsupportedError), as the C API
+        does. ``stream`` (CUDA only): dsk cannot record an event on a foreign stream, so any stream
+        other than -1 makes this synchronize the context that produced the tensor (if it is still
+        open) before exporting. ``dl_device`` other than the tensor's device is refused
+        (BufferError); ``copy=True`` exports a fresh copy made on the tensor's device.
+        """
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            raise BufferError(f"dsk: cannot export a tensor on {self.__dlpack_device__()} to "
+                              f"device {tuple(dl_device)}")
+        src = self
+        if copy:
+            dev = self.device
+            if dev.device_type in _CUDA_DEVICES:
+                cctx = self._ctx if self._ctx is not None and self._ctx._h is not None else \
+                    Context("cuda", dev.device_id)
+            else:
+                cctx = _ctx_or_default(None)
+            src = clone(cctx, self)
+        if (stream is not None and stream != -1 and self.device.device_type in _CUDA_DEVICES
+                and self._ctx is not None and self._ctx._h is not None):
+            self._ctx.synchronize()
+        versioned = max_version is not None and tuple(max_version)[0] >= 1
+        if versioned:
+            mv = POINTER(DLManagedTensorVersioned)()
+            _check(_lib.dsk_tensor_to_dlpack_versioned(src.handle, byref(mv)))
+            if copy:
+                mv.contents.flags |= _ffi.DLPACK_FLAG_BITMASK_IS_COPIED
+            addr = ctypes.cast(mv, c_void_p).value
+        else:
+            ml = POINTER(DLManagedTensor)()
+            _check(_lib.dsk_tensor_to_dlpack(src.handle, byref(ml)))
+            addr = ctypes.cast(ml, c_void_p).value
+        return _new_capsule(addr, versioned)
+
+    def numpy(self, ctx: Optional[Context] = None) -> Any:
+        """The tensor as a NumPy array.
+
+        Host tensors: zero-copy (numpy.from_dlpack), read-only when the tensor is. bf16 and fp8
+        tensors, which NumPy has no dtype for, come back as zero-copy uint16 / uint8 arrays of
+        their raw bits (use dsk.clone(ctx, t, "f32") for values). CUDA tensors are copied to host
+        memory through ``ctx`` or the context that made them.
+        """
+        import numpy as np
+
+        dev = self.device
+        if dev.device_type in _CUDA_DEVICES:
+            cctx = ctx if ctx is not None else self._ctx
+            if cctx is None or cctx._h is None:
+                raise InvalidArgumentError(
+                    "dsk: numpy() of a CUDA tensor needs a CUDA context: pass ctx=",
+                    _ffi.DSK_ERR_INVALID_ARGUMENT)
+            host = empty(self.shape, self.dtype, _ctx_or_default(None))
+            copy_(cctx, self, host)
+            return host.numpy()
+        dl = self._dl.dtype
+        if dl.code in (_ffi.kDLBfloat,) or _ffi.kDLFloat8_e3m4 <= dl.code <= _ffi.kDLFloat4_e2m1fn:
+            mv = POINTER(DLManagedTensorVersioned)()
+            _check(_lib.dsk_tensor_to_dlpack_versioned(self.handle, byref(mv)))
+            # The export is ours until handed over: relabel its dtype as unsigned integers of the
+            # same width so NumPy accepts it, still sharing the storage.
+            mv.contents.dl_tensor.dtype = DLDataType(_ffi.kDLUInt, dl.bits, 1)
+            cap = _new_capsule(ctypes.cast(mv, c_void_p).value, True)
+            return np.from_dlpack(_CapsuleProducer(cap, self.__dlpack_device__()))
+        return np.from_dlpack(self)
+
+    def __repr__(self) -> str:
+        if getattr(self, "_h", None) is None:
+            return "<dsk.Tensor closed>"
+        return f"<dsk.Tensor shape={self.shape} dtype={self.dtype} device={tuple(self.device)}>"
+
+
+TensorLike = Any  # a dsk.Tensor or any object with __dlpack__
+
+
+def _take_capsule(capsule: Any) -> int:
+    """Imports a DLPack capsule into a new dsk_tensor handle, consuming the capsule on success."""
+    if _pyapi.PyCapsule_IsValid(capsule, _NAME_VERSIONED):
+        name, used, fn = _NAME_VERSIONED, _NAME_USED_VERSIONED, _lib.dsk_tensor_from_dlpack_versioned
+    elif _pyapi.PyCapsule_IsValid(capsule, _NAME_LEGACY):
+        name, used, fn = _NAME_LEGACY, _NAME_USED_LEGACY, _lib.dsk_tensor_from_dlpack
+    else:
+        raise InvalidArgumentError(
+            "dsk: from_dlpack: __dlpack__() returned something other than an unconsumed "
+            "'dltensor' or 'dltensor_versioned' capsule", _ffi.DSK_ERR_INVALID_ARGUMENT)
+    managed = _pyapi.PyCapsule_GetPointer(capsule, name)
+    out = c_void_p()
+    # On failure dsk took nothing: the capsule keeps its name and its destructor frees the tensor.
+    _check(fn(managed, byref(out)))
+    _pyapi.PyCapsule_SetName(capsule, used)
+    return out.value  # type: ignore[return-value]
+
+
+def from_dlpack(x: TensorLike) -> Tensor:
+    """Imports any DLPack producer zero-copy (a dsk.Tensor gives a new reference to itself)."""
+    if isinstance(x, Tensor):
+        return x.retain()
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(f"dsk: {type(x).__name__} does not implement the DLPack protocol (__dlpack__)")
+    try:
+        capsule = x.__dlpack__(max_version=(_ffi.DLPACK_MAJOR_VERSION, _ffi.DLPACK_MINOR_VERSION))
+    except TypeError:
+        # A producer older than DLPack 1.0 knows no max_version: ask for the legacy capsule.
+        capsule = x.__dlpack__()
+    handle = _take_capsule(capsule)
+    # The managed tensor's deleter keeps the producer's buffer alive; the producer object is held
+    # too so that objects whose deleter does not (or that own more state) cannot vanish early.
+    return Tensor._adopt(handle, None, x)
+
+
+def _borrow(x: TensorLike) -> Tuple[Any, Tensor]:
+    """An argument as (borrowed DLTensor*, keep-alive): the pointer is valid while keep lives."""
+    t = x if isinstance(x, Tensor) else from_dlpack(x)
+    return _lib.dsk_tensor_dltensor(t.handle), t
+
+
+def asarray(x: Any, dtype: Optional[DType] = None, ctx: Optional[Context] = None) -> Tensor:
+    """A dsk.Tensor from a Tensor, a DLPack producer or anything numpy.asarray accepts.
+
+    Zero-copy when x already is a DLPack producer with the requested dtype on ctx's device (or
+    when ctx is None); otherwise the data is cloned onto ctx's device with ``dtype``.
+    """
+    if not isinstance(x, Tensor) and not hasattr(x, "__dlpack__"):
+        import numpy as np
+
+        x = np.ascontiguousarray(np.asarray(x))
+    t = from_dlpack(x)
+    want_dtype = t.dtype if dtype is None else dtype_name(dtype)
+    if want_dtype != t.dtype or (ctx is not None and tuple(ctx.device) != tuple(t.device)):
+        return clone(_ctx_or_default(ctx), t, want_dtype)
+    return t
+
+
+def empty(shape: Shape, dtype: DType = "f32", ctx: Optional[Context] = None) -> Tensor:
+    """An uninitialized contiguous tensor on ctx's device (a CPU context when ctx is None)."""
+    c = _ctx_or_default(ctx)
+    ndim = len(shape)
+    c_shape = (c_int64 * max(ndim, 1))(*shape)
+    out = c_void_p()
+    _check(_lib.dsk_tensor_create(c.handle, ndim, c_shape, _to_dl(dtype), byref(out)))
+    return Tensor._adopt(out.value, c)
+
+
+def copy(ctx: Optional[Context], src: TensorLike, dst: TensorLike) -> None:
+    """Copies src into dst element-wise, converting dtypes (dsk_copy)."""
+    c = _ctx_or_default(ctx)
+    s, _ks = _borrow(src)
+    d, _kd = _borrow(dst)
+    _check(_lib.dsk_copy(c.handle, s, d))
+
+
+copy_ = copy  # the name `copy` is shadowed by __dlpack__'s parameter inside Tensor
+
+
+def clone(ctx: Optional[Context], src: TensorLike, dtype: Optional[DType] = None) -> Tensor:
+    """A new contiguous tensor on ctx's device holding src converted to dtype (default: src's)."""
+    c = _ctx_or_default(ctx)
+    s, _ks = _borrow(src)
+    dl = s.contents.dtype if dtype is None else _to_dl(dtype)
+    out = c_void_p()
+    _check(_lib.dsk_tensor_clone(c.handle, s, dl, byref(out)))
+    return Tensor._adopt(out.value, c)
+
+
+def fill(ctx: Optional[Context], dst: TensorLike, value: float) -> None:
+    """Sets every element of dst to value (converted to dst's dtype)."""
+    c = _ctx_or_default(ctx)
+    d, _kd = _borrow(dst)
+    _check(_lib.dsk_fill(c.handle, d, float(value)))
+
+
+_DISTRIBUTIONS = {"uniform": _ffi.DSK_RANDOM_UNIFORM, "normal": _ffi.DSK_RANDOM_NORMAL}
+
+
+def fill_random(ctx: Optional[Context], dst: TensorLike, seed: int, offset: int = 0,
+                distribution: str = "uniform", a: Optional[float] = None,
+                b: Optional[float] = None) -> None:
+    """Fills dst with reproducible Philox random numbers (see dsk_fill_random).
+
+    uniform: values in [a, b] (default [0, 1]); normal: mean a, standard deviation b (default 0, 1).
+    """
+    c = _ctx_or_default(ctx)
+    params = _ffi.dsk_random_params()
+    _check(_lib.dsk_random_params_init(byref(params)))
+    if distribution not in _DISTRIBUTIONS:
+        raise InvalidArgumentError(
+            f"dsk: fill_random: unknown distribution {distribution!r}; expected 'uniform' or 'normal'",
+            _ffi.DSK_ERR_INVALID_ARGUMENT)
+    params.distribution = _DISTRIBUTIONS[distribution]
+    params.seed = seed
+    params.offset = offset
+    if a is not None:
+        params.a = a
+    if b is not None:
+        params.b = b
+    d, _kd = _borrow(dst)
+    _check(_lib.dsk_fill_random(c.handle, d, byref(params)))
+
+
+def convert_host(src: TensorLike, dst: TensorLike) -> None:
+    """Converts the elements of contiguous host tensor src into contiguous host tensor dst."""
+    s_t = src if isinstance(src, Tensor) else from_dlpack(src)
+    d_t = dst if isinstance(dst, Tensor) else from_dlpack(dst)
+    for name, t in (("src", s_t), ("dst", d_t)):
+        if t.device.device_type not in _HOST_DEVICES or not t.is_contiguous:
+            raise InvalidArgumentError(
+                f"dsk: convert_host: {name} must be a contiguous host tensor",
+                _ffi.DSK_ERR_INVALID_ARGUMENT)
+    if s_t.numel != d_t.numel:
+        raise InvalidArgumentError(
+            f"dsk: convert_host: src has {s_t.numel} elements but dst has {d_t.numel}",
+            _ffi.DSK_ERR_INVALID_ARGUMENT)
+    s, d = s_t._dl, d_t._dl
+    _check(_lib.dsk_convert_host(s.dtype, s.data, d.dtype, d.data, s_t.numel))
+
+
+def validate(x: TensorLike, name: str = "tensor") -> None:
+    """Raises InvalidArgumentError when x is not a tensor dsk accepts (dsk_dltensor_validate)."""
+    p, _k = _borrow(x)
+    _check(_lib.dsk_dltensor_validate(p, name.encode()))
+
+
+# Which Python-level entry point covers each C function (checked by test_api_coverage).
+WRAPPERS: Dict[str, Callable[..., Any]] = {
+    "dsk_version_number": version_number,
+    "dsk_version_string": version_string,
+    "dsk_abi_version": abi_version,
+    "dsk_status_string": status_string,
+    "dsk_last_error_message": last_error_message,
+    "dsk_log_set": set_log_handler,
+    "dsk_dtype_from_id": dtype_from_id,
+    "dsk_dtype_to_id": dtype_id,
+    "dsk_dtype_size": dtype_size,
+    "dsk_dtype_name": dtype_name,
+    "dsk_convert_host": convert_host,
+    "dsk_backend_info_init": backend_info,
+    "dsk_device_props_init": device_props,
+    "dsk_backend_get_info": backend_info,
+    "dsk_device_count": device_count,
+    "dsk_device_get_props": device_props,
+    "dsk_backend_default": default_backend,
+    "dsk_context_options_init": Context,
+    "dsk_context_create": Context,
+    "dsk_context_destroy": Context.close,
+    "dsk_context_get_backend": Context.backend.fget,  # type: ignore[attr-defined]
+    "dsk_context_get_device": Context.device.fget,  # type: ignore[attr-defined]
+    "dsk_context_set_stream": Context.stream.fset,  # type: ignore[attr-defined]
+    "dsk_context_get_stream": Context.stream.fget,  # type: ignore[attr-defined]
+    "dsk_context_synchronize": Context.synchronize,
+    "dsk_context_set_workspace": Context.set_workspace,
+    "dsk_context_reserve_workspace": Context.reserve_workspace,
+    "dsk_context_get_workspace_size": Context.workspace_size.fget,  # type: ignore[attr-defined]
+    "dsk_tensor_create": empty,
+    "dsk_tensor_retain": Tensor.retain,
+    "dsk_tensor_release": Tensor.close,
+    "dsk_tensor_dltensor": _borrow,
+    "dsk_tensor_numel": Tensor.numel.fget,  # type: ignore[attr-defined]
+    "dsk_tensor_nbytes": Tensor.nbytes.fget,  # type: ignore[attr-defined]
+    "dsk_tensor_is_contiguous": Tensor.is_contiguous.fget,  # type: ignore[attr-defined]
+    "dsk_tensor_is_read_only": Tensor.is_read_only.fget,  # type: ignore[attr-defined]
+    "dsk_tensor_view": Tensor.view,
+    "dsk_copy": copy,
+    "dsk_tensor_clone": clone,
+    "dsk_fill": fill,
+    "dsk_random_params_init": fill_random,
+    "dsk_fill_random": fill_random,
+    "dsk_tensor_to_dlpack_versioned": Tensor.__dlpack__,
+    "dsk_tensor_to_dlpack": Tensor.__dlpack__,
+    "dsk_tensor_from_dlpack_versioned": from_dlpack,
+    "dsk_tensor_from_dlpack": from_dlpack,
+    "dsk_dltensor_validate": validate,
+}

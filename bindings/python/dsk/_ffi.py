@@ -1,0 +1,387 @@
+"""ctypes mirror of include/dsk/*.h: constants, structs, and the table of every C function.
+
+The tests compare the constants and struct layouts below with the manifest the C build generates
+(capi/abi/layout.txt) and the function table with the DSK_API declarations of the headers, so a
+header change that is not mirrored here fails the suite instead of corrupting memory at run time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint8,
+    c_uint16,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ._errors import VersionMismatchError
+
+# --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_dlpack.h)
+
+DSK_VERSION_MAJOR = 0
+DSK_VERSION_MINOR = 1
+DSK_VERSION_PATCH = 0
+DSK_VERSION_NUMBER = 100
+DSK_VERSION_STRING = "0.1.0"
+# The ABI this package was written against; a library reporting another one is refused.
+DSK_ABI_VERSION = 1
+
+DSK_OK = 0
+DSK_ERR_INVALID_ARGUMENT = 1
+DSK_ERR_UNSUPPORTED = 2
+DSK_ERR_OUT_OF_MEMORY = 3
+DSK_ERR_BACKEND_UNAVAILABLE = 4
+DSK_ERR_DEVICE_ERROR = 5
+DSK_ERR_VERSION_MISMATCH = 6
+DSK_ERR_INTERNAL = 7
+
+DSK_LOG_ERROR = 1
+DSK_LOG_WARN = 2
+DSK_LOG_INFO = 3
+DSK_LOG_DEBUG = 4
+
+DSK_DTYPE_F32 = 1
+DSK_DTYPE_F16 = 2
+DSK_DTYPE_BF16 = 3
+DSK_DTYPE_FP8_E4M3FN = 4
+DSK_DTYPE_FP8_E5M2 = 5
+DSK_DTYPE_INT32 = 6
+DSK_DTYPE_INT64 = 7
+DSK_DTYPE_UINT8 = 8
+DSK_DTYPE_BOOL = 9
+DSK_DTYPE_COUNT = 10
+
+DSK_BACKEND_AUTO = 0
+DSK_BACKEND_CPU = 1
+DSK_BACKEND_CUDA = 2
+DSK_BACKEND_COUNT = 3
+
+DSK_MAX_NDIM = 8
+DSK_RANDOM_UNIFORM = 1
+DSK_RANDOM_NORMAL = 2
+
+DLPACK_MAJOR_VERSION = 1
+DLPACK_MINOR_VERSION = 1
+DLPACK_FLAG_BITMASK_READ_ONLY = 1
+DLPACK_FLAG_BITMASK_IS_COPIED = 2
+DLPACK_FLAG_BITMASK_IS_SUBBYTE_TYPE_PADDED = 4
+
+kDLCPU = 1
+kDLCUDA = 2
+kDLCUDAHost = 3
+kDLOpenCL = 4
+kDLVulkan = 7
+kDLMetal = 8
+kDLVPI = 9
+kDLROCM = 10
+kDLROCMHost = 11
+kDLExtDev = 12
+kDLCUDAManaged = 13
+kDLOneAPI = 14
+kDLWebGPU = 15
+kDLHexagon = 16
+kDLMAIA = 17
+kDLTrn = 18
+
+kDLInt = 0
+kDLUInt = 1
+kDLFloat = 2
+kDLOpaqueHandle = 3
+kDLBfloat = 4
+kDLComplex = 5
+kDLBool = 6
+kDLFloat8_e3m4 = 7
+kDLFloat8_e4m3 = 8
+kDLFloat8_e4m3b11fnuz = 9
+kDLFloat8_e4m3fn = 10
+kDLFloat8_e4m3fnuz = 11
+kDLFloat8_e5m2 = 12
+kDLFloat8_e5m2fnuz = 13
+kDLFloat8_e8m0fnu = 14
+kDLFloat6_e2m3fn = 15
+kDLFloat6_e3m2fn = 16
+kDLFloat4_e2m1fn = 17
+
+# C enums whose size is part of the ABI (stored in structs). The headers give them int32_t.
+DLDeviceType = c_int32
+DLDataTypeCode = c_int32
+dsk_status = c_int32
+
+# --- structs
+
+
+class DLPackVersion(Structure):
+    _fields_ = [("major", c_uint32), ("minor", c_uint32)]
+
+
+class DLDevice(Structure):
+    _fields_ = [("device_type", DLDeviceType), ("device_id", c_int32)]
+
+
+class DLDataType(Structure):
+    _fields_ = [("code", c_uint8), ("bits", c_uint8), ("lanes", c_uint16)]
+
+    def as_tuple(self) -> Tuple[int, int, int]:
+        return (self.code, self.bits, self.lanes)
+
+
+class DLTensor(Structure):
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", DLDevice),
+        ("ndim", c_int32),
+        ("dtype", DLDataType),
+        ("shape", POINTER(c_int64)),
+        ("strides", POINTER(c_int64)),
+        ("byte_offset", c_uint64),
+    ]
+
+
+class DLManagedTensor(Structure):
+    pass
+
+
+DLManagedTensorDeleter = CFUNCTYPE(None, POINTER(DLManagedTensor))
+DLManagedTensor._fields_ = [
+    ("dl_tensor", DLTensor),
+    ("manager_ctx", c_void_p),
+    ("deleter", DLManagedTensorDeleter),
+]
+
+
+class DLManagedTensorVersioned(Structure):
+    pass
+
+
+DLManagedTensorVersionedDeleter = CFUNCTYPE(None, POINTER(DLManagedTensorVersioned))
+DLManagedTensorVersioned._fields_ = [
+    ("version", DLPackVersion),
+    ("manager_ctx", c_void_p),
+    ("deleter", DLManagedTensorVersionedDeleter),
+    ("flags", c_uint64),
+    ("dl_tensor", DLTensor),
+]
+
+
+class dsk_backend_info(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("backend", c_int32),
+        ("available", c_int32),
+        ("score", c_int32),
+        ("device_count", c_int32),
+        ("reserved", c_int32),
+        ("name", c_char * 32),
+        ("reason", c_char * 256),
+    ]
+
+
+class dsk_device_props(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("backend", c_int32),
+        ("device_id", c_int32),
+        ("compute_capability_major", c_int32),
+        ("compute_capability_minor", c_int32),
+        ("multiprocessor_count", c_int32),
+        ("memory_bus_width_bits", c_int32),
+        ("memory_clock_khz", c_int32),
+        ("total_memory_bytes", c_uint64),
+        ("memory_bandwidth_gbps", c_double),
+        ("name", c_char * 256),
+    ]
+
+
+dsk_alloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_size_t, DLDevice, c_void_p)
+dsk_free_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t, DLDevice, c_void_p)
+
+
+class dsk_allocator(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("user", c_void_p),
+        ("alloc", dsk_alloc_fn),
+        ("free", dsk_free_fn),
+    ]
+
+
+class dsk_context_options(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("backend", c_int32),
+        ("device_id", c_int32),
+        ("reserved", c_int32),
+        ("stream", c_void_p),
+        ("allocator", POINTER(dsk_allocator)),
+    ]
+
+
+class dsk_random_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("distribution", c_int32),
+        ("seed", c_uint64),
+        ("offset", c_uint64),
+        ("a", c_double),
+        ("b", c_double),
+    ]
+
+
+# Name in the headers/manifest -> ctypes type, for the layout test.
+STRUCTS = {
+    "dsk_backend_info": dsk_backend_info,
+    "dsk_device_props": dsk_device_props,
+    "dsk_allocator": dsk_allocator,
+    "dsk_context_options": dsk_context_options,
+    "dsk_random_params": dsk_random_params,
+    "DLDeviceType": DLDeviceType,
+    "DLDataTypeCode": DLDataTypeCode,
+    "DLPackVersion": DLPackVersion,
+    "DLDevice": DLDevice,
+    "DLDataType": DLDataType,
+    "DLTensor": DLTensor,
+    "DLManagedTensor": DLManagedTensor,
+    "DLManagedTensorVersioned": DLManagedTensorVersioned,
+}
+
+dsk_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
+
+# Opaque handles travel as void*: ctypes never dereferences them, and c_void_p keeps NULL as None.
+_ctx = c_void_p
+_tensor = c_void_p
+_P = POINTER
+
+# Every DSK_API function: name -> (restype, argtypes). Test test_api_coverage checks it is complete.
+FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
+    # dsk_version.h
+    "dsk_version_number": (c_uint32, []),
+    "dsk_version_string": (c_char_p, []),
+    "dsk_abi_version": (c_uint32, []),
+    # dsk_status.h
+    "dsk_status_string": (c_char_p, [dsk_status]),
+    "dsk_last_error_message": (c_char_p, []),
+    "dsk_log_set": (None, [dsk_log_fn, c_void_p, c_int32]),
+    # dsk_dtype.h
+    "dsk_dtype_from_id": (dsk_status, [c_int32, _P(DLDataType)]),
+    "dsk_dtype_to_id": (dsk_status, [DLDataType, _P(c_int32)]),
+    "dsk_dtype_size": (c_size_t, [DLDataType]),
+    "dsk_dtype_name": (c_char_p, [DLDataType]),
+    "dsk_convert_host": (dsk_status, [DLDataType, c_void_p, DLDataType, c_void_p, c_size_t]),
+    # dsk_backend.h
+    "dsk_backend_info_init": (dsk_status, [_P(dsk_backend_info)]),
+    "dsk_device_props_init": (dsk_status, [_P(dsk_device_props)]),
+    "dsk_backend_get_info": (dsk_status, [c_int32, _P(dsk_backend_info)]),
+    "dsk_device_count": (c_int32, [c_int32]),
+    "dsk_device_get_props": (dsk_status, [c_int32, c_int32, _P(dsk_device_props)]),
+    "dsk_backend_default": (c_int32, []),
+    # dsk_context.h
+    "dsk_context_options_init": (dsk_status, [_P(dsk_context_options)]),
+    "dsk_context_create": (dsk_status, [_P(dsk_context_options), _P(_ctx)]),
+    "dsk_context_destroy": (None, [_ctx]),
+    "dsk_context_get_backend": (dsk_status, [_ctx, _P(c_int32)]),
+    "dsk_context_get_device": (dsk_status, [_ctx, _P(DLDevice)]),
+    "dsk_context_set_stream": (dsk_status, [_ctx, c_void_p]),
+    "dsk_context_get_stream": (dsk_status, [_ctx, _P(c_void_p)]),
+    "dsk_context_synchronize": (dsk_status, [_ctx]),
+    "dsk_context_set_workspace": (dsk_status, [_ctx, c_void_p, c_size_t]),
+    "dsk_context_reserve_workspace": (dsk_status, [_ctx, c_size_t]),
+    "dsk_context_get_workspace_size": (dsk_status, [_ctx, _P(c_size_t)]),
+    # dsk_tensor.h
+    "dsk_tensor_create": (dsk_status, [_ctx, c_int32, _P(c_int64), DLDataType, _P(_tensor)]),
+    "dsk_tensor_retain": (None, [_tensor]),
+    "dsk_tensor_release": (None, [_tensor]),
+    "dsk_tensor_dltensor": (_P(DLTensor), [_tensor]),
+    "dsk_tensor_numel": (c_int64, [_tensor]),
+    "dsk_tensor_nbytes": (c_int64, [_tensor]),
+    "dsk_tensor_is_contiguous": (c_int32, [_tensor]),
+    "dsk_tensor_is_read_only": (c_int32, [_tensor]),
+    "dsk_tensor_view": (
+        dsk_status,
+        [_tensor, c_int32, _P(c_int64), _P(c_int64), c_int64, _P(_tensor)],
+    ),
+    "dsk_copy": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor)]),
+    "dsk_tensor_clone": (dsk_status, [_ctx, _P(DLTensor), DLDataType, _P(_tensor)]),
+    "dsk_fill": (dsk_status, [_ctx, _P(DLTensor), c_double]),
+    "dsk_random_params_init": (dsk_status, [_P(dsk_random_params)]),
+    "dsk_fill_random": (dsk_status, [_ctx, _P(DLTensor), _P(dsk_random_params)]),
+    "dsk_tensor_to_dlpack_versioned": (
+        dsk_status,
+        [_tensor, _P(_P(DLManagedTensorVersioned))],
+    ),
+    "dsk_tensor_to_dlpack": (dsk_status, [_tensor, _P(_P(DLManagedTensor))]),
+    # The managed tensors come out of PyCapsule_GetPointer as plain addresses.
+    "dsk_tensor_from_dlpack_versioned": (dsk_status, [c_void_p, _P(_tensor)]),
+    "dsk_tensor_from_dlpack": (dsk_status, [c_void_p, _P(_tensor)]),
+    "dsk_dltensor_validate": (dsk_status, [_P(DLTensor), c_char_p]),
+}
+
+
+def _candidates() -> List[str]:
+    out: List[str] = []
+    env = os.environ.get("DSK_LIBRARY")
+    if env:
+        # An explicit choice is final: falling back silently would test the wrong library.
+        return [env]
+    here = Path(__file__).resolve().parent / "lib"
+    for name in ("libdsk.so", "libdsk.so.1"):
+        if (here / name).exists():
+            out.append(str(here / name))
+    found = ctypes.util.find_library("dsk")
+    if found:
+        out.append(found)
+    out.append("libdsk.so.1")
+    return out
+
+
+def load_library(path: Optional[str] = None, expected_abi: int = DSK_ABI_VERSION) -> ctypes.CDLL:
+    """Loads libdsk (``path`` or the search order of the package docstring) and declares FUNCTIONS.
+
+    Raises OSError when no library loads and VersionMismatchError when its ABI is not ours.
+    """
+    paths: Sequence[str] = [path] if path else _candidates()
+    errors = []
+    lib = None
+    for p in paths:
+        try:
+            lib = ctypes.CDLL(p)
+            break
+        except OSError as e:
+            errors.append(f"{p}: {e}")
+    if lib is None:
+        raise OSError(
+            "dsk: cannot load libdsk (set DSK_LIBRARY to its path). Tried: " + "; ".join(errors)
+        )
+    # Check the ABI before declaring anything else: with another ABI even the signatures may lie.
+    abi = lib.dsk_abi_version
+    abi.restype, abi.argtypes = c_uint32, []
+    got = abi()
+    if got != expected_abi:
+        raise VersionMismatchError(
+            f"dsk: {lib._name} has ABI version {got}, but this Python package needs ABI version "
+            f"{expected_abi}; install a matching libdsk or dsk package",
+            6,
+        )
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+lib = load_library()
