@@ -1,5 +1,5 @@
-// The README shows examples/example.c and examples/example.cpp verbatim; this keeps them in sync so
-// the code a reader copies is code the build compiles.
+// The README shows examples/example.c, example.cpp and python/example.py verbatim; this keeps them
+// in sync so the code a reader copies is code the build compiles.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -41,4 +41,6 @@ TEST_CASE("README examples are the compiled example files") {
         read_file(root + "/examples/example.c"));
   CHECK(fenced_block(readme, "cpp", "#include <dsk/dsk.hpp>") ==
         read_file(root + "/examples/example.cpp"));
+  CHECK(fenced_block(readme, "python", "import dsk") ==
+        read_file(root + "/examples/python/example.py"));
 }
