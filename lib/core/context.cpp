@@ -60,6 +60,12 @@ StoragePtr allocate(const dsk_context& ctx, size_t bytes) {
   return s;
 }
 
+ExecTarget exec_target(const dsk_context& ctx, const Layout& l, const char* name) {
+  if (l.backend == DSK_BACKEND_CPU) return ExecTarget{backend(DSK_BACKEND_CPU), 0, nullptr};
+  check_on_context_device(ctx, l, name);
+  return ExecTarget{*ctx.backend, ctx.device_id, ctx.stream};
+}
+
 void check_context(const dsk_context* ctx) {
   check_arg(ctx != nullptr, "ctx is NULL, expected a context from dsk_context_create");
 }

@@ -34,6 +34,16 @@ StoragePtr allocate_host(size_t bytes);
 // Throws unless the tensor's memory belongs to the context's backend and device.
 void check_on_context_device(const dsk_context& ctx, const Layout& l, const char* name);
 
+// Where an op on memory described by `l` runs: the dispatch rule of docs/ARCHITECTURE.md. Host
+// memory runs on the CPU backend under any context; CUDA memory needs the context's device and
+// runs on its stream. Throws naming `name` when the tensor is not on the context's device.
+struct ExecTarget {
+  const Backend& backend;
+  int32_t device;
+  void* stream;
+};
+ExecTarget exec_target(const dsk_context& ctx, const Layout& l, const char* name);
+
 // Throws unless ctx is non-NULL.
 void check_context(const dsk_context* ctx);
 

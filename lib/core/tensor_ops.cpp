@@ -166,21 +166,17 @@ void copy(dsk_context& ctx, const DLTensor* src_t, const DLTensor* dst_t) {
     check_arg(!ranges_intersect(src.data, span_bytes(src), dst.data, span_bytes(dst)),
               "src and dst overlap in memory, expected distinct buffers");
   }
-  if (src.backend == DSK_BACKEND_CPU && dst.backend == DSK_BACKEND_CPU) {
-    const Backend& cpu = backend(DSK_BACKEND_CPU);
-    check_backend_call(cpu, cpu.iface->copy(0, src_t, dst_t, nullptr), "copy");
+  if (src.backend == dst.backend) {
+    ExecTarget t = exec_target(ctx, src, "src");
+    exec_target(ctx, dst, "dst");
+    check_backend_call(t.backend, t.backend.iface->copy(t.device, src_t, dst_t, t.stream), "copy");
     return;
   }
   check_arg(ctx.backend->kind == DSK_BACKEND_CUDA,
             "copy between {} and {} needs a CUDA context, but ctx is a CPU context",
             device_string(src.device), device_string(dst.device));
-  if (src.backend == DSK_BACKEND_CUDA) check_on_context_device(ctx, src, "src");
-  if (dst.backend == DSK_BACKEND_CUDA) check_on_context_device(ctx, dst, "dst");
-  if (src.backend == DSK_BACKEND_CUDA && dst.backend == DSK_BACKEND_CUDA) {
-    check_backend_call(*ctx.backend,
-                       ctx.backend->iface->copy(ctx.device_id, src_t, dst_t, ctx.stream), "copy");
-    return;
-  }
+  exec_target(ctx, src, "src");
+  exec_target(ctx, dst, "dst");
   copy_across(ctx, src_t, src, dst_t, dst);
 }
 
@@ -198,14 +194,8 @@ dsk_tensor* tensor_clone(dsk_context& ctx, const DLTensor* src, DLDataType dtype
 
 void fill(dsk_context& ctx, const DLTensor* dst_t, double value) {
   Layout dst = check_tensor(dst_t, "dst", Access::kWrite);
-  if (dst.backend == DSK_BACKEND_CPU) {
-    const Backend& cpu = backend(DSK_BACKEND_CPU);
-    check_backend_call(cpu, cpu.iface->fill(0, dst_t, value, nullptr), "fill");
-    return;
-  }
-  check_on_context_device(ctx, dst, "dst");
-  check_backend_call(*ctx.backend,
-                     ctx.backend->iface->fill(ctx.device_id, dst_t, value, ctx.stream), "fill");
+  ExecTarget t = exec_target(ctx, dst, "dst");
+  check_backend_call(t.backend, t.backend.iface->fill(t.device, dst_t, value, t.stream), "fill");
 }
 
 void fill_random(dsk_context& ctx, const DLTensor* dst_t, const dsk_random_params& params) {
@@ -223,14 +213,8 @@ void fill_random(dsk_context& ctx, const DLTensor* dst_t, const dsk_random_param
             params.b);
   check_arg(params.distribution != DSK_RANDOM_NORMAL || params.b >= 0.0,
             "params->b = {} is a negative standard deviation, expected >= 0", params.b);
-  if (dst.backend == DSK_BACKEND_CPU) {
-    const Backend& cpu = backend(DSK_BACKEND_CPU);
-    check_backend_call(cpu, cpu.iface->fill_random(0, dst_t, &params, nullptr), "fill_random");
-    return;
-  }
-  check_on_context_device(ctx, dst, "dst");
-  check_backend_call(*ctx.backend,
-                     ctx.backend->iface->fill_random(ctx.device_id, dst_t, &params, ctx.stream),
+  ExecTarget t = exec_target(ctx, dst, "dst");
+  check_backend_call(t.backend, t.backend.iface->fill_random(t.device, dst_t, &params, t.stream),
                      "fill_random");
 }
 
