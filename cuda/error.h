@@ -33,6 +33,11 @@ dsk_status cuda_failure(cudaError_t error, const char* what) noexcept;
 // kernel family `what`; DSK_OK when the launch was accepted.
 dsk_status check_launch(const char* what) noexcept;
 
+// DSK_ERR_UNSUPPORTED for an op this module does not implement yet.
+inline dsk_status fail_unimplemented(const char* op) noexcept {
+  return fail(DSK_ERR_UNSUPPORTED, "%s is not implemented by the CUDA backend yet", op);
+}
+
 }  // namespace cuda
 }  // namespace dsk
 

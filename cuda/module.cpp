@@ -9,6 +9,7 @@
 #include "cuda/backend.h"
 #include "cuda/device.h"
 #include "cuda/error.h"
+#include "cuda/ops/ops.h"
 
 namespace dsk {
 namespace cuda {
@@ -34,6 +35,17 @@ const dsk_backend_iface kCudaIface = {
     copy,
     fill,
     fill_random,
+    gemm,
+    quant_fp8,
+    dequant_fp8,
+    linear_fp8,
+    linear_fp8_kernel,
+    rmsnorm,
+    swiglu,
+    rope,
+    softmax,
+    topk,
+    embedding,
 };
 
 void write_reason(char* reason, size_t reason_size, const char* format, ...)

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "bench_util.h"
+#include "cuda_main.h"
 #include "cuda_timer.h"
 #include "cuda_util.h"
 #include "tensor_cases.h"
@@ -131,59 +132,15 @@ void run_transfer(benchmark::State& state, const Env& env, const TransferCase& c
   dsk::bench::report_items(state, n);
 }
 
-// --l2_flush=true|false|1|0; removed from argv. Returns false for a malformed value.
-bool parse_l2_flush(int* argc, char** argv, bool* flush) {
-  constexpr const char* kFlag = "--l2_flush=";
-  const std::size_t flag_len = std::strlen(kFlag);
-  int kept = 1;
-  bool ok = true;
-  for (int i = 1; i < *argc; ++i) {
-    if (std::strncmp(argv[i], kFlag, flag_len) != 0) {
-      argv[kept++] = argv[i];
-      continue;
-    }
-    const std::string value = argv[i] + flag_len;
-    if (value == "true" || value == "1") {
-      *flush = true;
-    } else if (value == "false" || value == "0") {
-      *flush = false;
-    } else {
-      std::fprintf(stderr, "dsk_bench_tensor_cuda: --l2_flush takes true or false, not '%s'\n",
-                   value.c_str());
-      ok = false;
-    }
-  }
-  *argc = kept;
-  argv[kept] = nullptr;
-  return ok;
-}
-
-// Why CUDA benchmarks cannot run here, or "" when they can.
-std::string cuda_unusable_reason() {
-  dsk_backend_info info;
-  dsk_backend_info_init(&info);
-  if (dsk_backend_get_info(DSK_BACKEND_CUDA, &info) != DSK_OK) {
-    return std::string("dsk_backend_get_info failed: ") + dsk_last_error_message();
-  }
-  if (!info.available || info.device_count < 1) {
-    return std::string("dsk's CUDA backend is unavailable: ") + info.reason;
-  }
-  // dsk's module carries its own (static) CUDA runtime; the timer uses this program's. Both must
-  // see the device.
-  std::string why;
-  if (dsk::bench::cuda_device_count(&why) < 1) return why;
-  return "";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   bool flush_l2 = true;
-  if (!parse_l2_flush(&argc, argv, &flush_l2)) return 1;
+  if (!dsk::bench::parse_l2_flush("dsk_bench_tensor_cuda", &argc, argv, &flush_l2)) return 1;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-  const std::string unusable = cuda_unusable_reason();
+  const std::string unusable = dsk::bench::cuda_unusable_reason();
   if (!unusable.empty()) {
     std::printf("dsk_bench_tensor_cuda: no usable CUDA device (%s); no benchmarks run\n",
                 unusable.c_str());

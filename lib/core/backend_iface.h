@@ -19,12 +19,21 @@ extern "C" {
 #endif
 
 // Bump whenever a field of dsk_backend_iface changes meaning or position.
-#define DSK_BACKEND_IFACE_VERSION 1
+#define DSK_BACKEND_IFACE_VERSION 2
 
 // Directions for dsk_backend_iface::memcpy.
 #define DSK_MEMCPY_HOST_TO_DEVICE 1
 #define DSK_MEMCPY_DEVICE_TO_HOST 2
 #define DSK_MEMCPY_DEVICE_TO_DEVICE 3
+
+// Where an op runs and the scratch memory it may use. workspace is the context's device workspace
+// (may be NULL/0); ops needing more scratch allocate stream-ordered memory themselves.
+typedef struct dsk_exec {
+  int32_t device;
+  void* stream;
+  void* workspace;
+  size_t workspace_bytes;
+} dsk_exec;
 
 // Every function returning dsk_status leaves a message for last_error() on failure. All tensor
 // arguments have already been validated by libdsk (supported dtype, ndim <= 8, lanes 1, no
@@ -67,6 +76,51 @@ typedef struct dsk_backend_iface {
   // Seeded random fill; identical values to the CPU reference (lib/common/random_value.h).
   dsk_status (*fill_random)(int32_t device, const DLTensor* dst, const dsk_random_params* params,
                             void* stream);
+
+  // ---- Core ops (dsk_ops.h). libdsk has validated shapes, dtypes, devices and overlaps and has
+  // normalized the arguments as each entry states; a backend may leave an entry NULL, which
+  // libdsk reports as DSK_ERR_UNSUPPORTED. Tensors are 2-D/3-D views with explicit strides.
+
+  // D[b] = alpha * A[b] @ B[b] + beta * C[b] + bias for A [B, M, K], B [B, K, N], C/D [B, M, N]
+  // (transposes already applied as stride swaps; a broadcast operand has batch stride 0). c is
+  // NULL when beta is 0; c may equal d (same data and strides). bias is [N] (stride any) or NULL.
+  dsk_status (*gemm)(const dsk_exec* ex, const DLTensor* a, const DLTensor* b, const DLTensor* c,
+                     const DLTensor* bias, const DLTensor* d, float alpha, float beta);
+
+  // FP8 block quantization with DSK_FP8_BLOCK tiles: x/q [M, K], act scales [M, ceil(K/128)],
+  // weight scales [ceil(M/128), ceil(K/128)]. is_weight selects 128x128 blocks.
+  dsk_status (*quant_fp8)(const dsk_exec* ex, const DLTensor* x, const DLTensor* q,
+                          const DLTensor* scales, int32_t is_weight, uint32_t flags);
+  dsk_status (*dequant_fp8)(const dsk_exec* ex, const DLTensor* q, const DLTensor* scales,
+                            const DLTensor* x, int32_t is_weight);
+  // y [M, N] = x [M, K] @ w [N, K]^T with block scales; x_scales NULL = quantize x (float dtype)
+  // per 1x128 tile with `flags` first.
+  dsk_status (*linear_fp8)(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_scales,
+                           const DLTensor* w, const DLTensor* w_scales, const DLTensor* y,
+                           uint32_t flags);
+  // DSK_FP8_KERNEL_* that linear_fp8 runs on `device`.
+  int32_t (*linear_fp8_kernel)(int32_t device);
+
+  // RMSNorm over rows [R, D]; residual/residual_out NULL for the plain form.
+  dsk_status (*rmsnorm)(const dsk_exec* ex, const DLTensor* x, const DLTensor* residual,
+                        const DLTensor* weight, const DLTensor* y, const DLTensor* residual_out,
+                        float eps);
+  // y [R, I] = silu(gate [R, I]) * up [R, I].
+  dsk_status (*swiglu)(const dsk_exec* ex, const DLTensor* gate, const DLTensor* up,
+                       const DLTensor* y);
+  // x/y [T, H, D], positions [T] int32/int64, cos/sin [P, D/2] f32. Positions out of [0, P) give
+  // DSK_ERR_INVALID_ARGUMENT.
+  dsk_status (*rope)(const dsk_exec* ex, const DLTensor* x, const DLTensor* positions,
+                     const DLTensor* cos, const DLTensor* sin, const DLTensor* y, int32_t layout);
+  // Rows [R, N]: softmax (log_softmax when is_log) of x * inv_temperature.
+  dsk_status (*softmax)(const dsk_exec* ex, const DLTensor* x, const DLTensor* y,
+                        float inv_temperature, int32_t is_log);
+  // Rows [R, N]: k largest, descending, ties to the lower index, NaN largest; values may be NULL.
+  dsk_status (*topk)(const dsk_exec* ex, const DLTensor* x, int32_t k, const DLTensor* values,
+                     const DLTensor* indices);
+  // out [T, D] = table [V, D] rows at ids [T]; ids out of [0, V) give DSK_ERR_INVALID_ARGUMENT.
+  dsk_status (*embedding)(const dsk_exec* ex, const DLTensor* table, const DLTensor* ids,
+                          const DLTensor* out);
 } dsk_backend_iface;
 
 // Exported by a backend module (the only two symbols it exports):

@@ -10,38 +10,33 @@
 #include "core/error.h"
 #include "core/layout.h"
 #include "core/registry.h"
+#include "cpu/backend_guard.h"
 #include "cpu/elementwise.h"
+#include "cpu/ops.h"
+#include "dsk/dsk_ops.h"
 
 namespace dsk {
+namespace cpu {
 namespace {
 
 // A fixed buffer: recording an error must not allocate (it runs while out of memory, inside
 // noexcept functions).
 thread_local char t_cpu_error[512] = "";
 
-void set_cpu_error(const char* message) noexcept {
+}  // namespace
+
+void set_error(const char* message) noexcept {
   std::strncpy(t_cpu_error, message, sizeof(t_cpu_error) - 1);
   t_cpu_error[sizeof(t_cpu_error) - 1] = '\0';
 }
 
-const char* cpu_last_error() { return t_cpu_error; }
+const char* last_error() noexcept { return t_cpu_error; }
 
-template <typename F>
-dsk_status guarded(F&& f) noexcept {
-  try {
-    f();
-    return DSK_OK;
-  } catch (const Error& e) {
-    set_cpu_error(e.what());
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    set_cpu_error("out of host memory");
-    return DSK_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    set_cpu_error("unexpected exception in the CPU backend");
-    return DSK_ERR_INTERNAL;
-  }
-}
+}  // namespace cpu
+
+namespace {
+
+const char* cpu_last_error() { return cpu::last_error(); }
 
 int32_t cpu_device_count() { return 1; }
 
@@ -58,7 +53,7 @@ std::string cpu_model_name() {
 }
 
 dsk_status cpu_device_props(int32_t device, dsk_device_props* props) {
-  return guarded([&] {
+  return cpu::guarded([&] {
     check_arg(device == 0, "device_id = {}, expected 0 for the CPU backend", device);
     props->backend = DSK_BACKEND_CPU;
     props->device_id = 0;
@@ -80,7 +75,7 @@ dsk_status cpu_malloc(int32_t, size_t bytes, void*, void** ptr) {
   if (bytes == 0) return DSK_OK;
   *ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
   if (*ptr == nullptr) {
-    set_cpu_error("out of host memory");
+    cpu::set_error("out of host memory");
     return DSK_ERR_OUT_OF_MEMORY;
   }
   return DSK_OK;
@@ -96,18 +91,20 @@ dsk_status cpu_memcpy(int32_t, void* dst, const void* src, size_t bytes, int32_t
 dsk_status cpu_synchronize(int32_t, void*) { return DSK_OK; }
 
 dsk_status cpu_copy(int32_t, const DLTensor* src, const DLTensor* dst, void*) {
-  return guarded([&] {
+  return cpu::guarded([&] {
     cpu::copy(check_tensor(src, "src", Access::kRead), check_tensor(dst, "dst", Access::kWrite));
   });
 }
 
 dsk_status cpu_fill(int32_t, const DLTensor* dst, double value, void*) {
-  return guarded([&] { cpu::fill(check_tensor(dst, "dst", Access::kWrite), value); });
+  return cpu::guarded([&] { cpu::fill(check_tensor(dst, "dst", Access::kWrite), value); });
 }
 
 dsk_status cpu_fill_random(int32_t, const DLTensor* dst, const dsk_random_params* params, void*) {
-  return guarded([&] { cpu::fill_random(check_tensor(dst, "dst", Access::kWrite), *params); });
+  return cpu::guarded([&] { cpu::fill_random(check_tensor(dst, "dst", Access::kWrite), *params); });
 }
+
+int32_t cpu_linear_fp8_kernel(int32_t) { return DSK_FP8_KERNEL_CPU_REFERENCE; }
 
 const dsk_backend_iface kCpuIface = {
     DSK_BACKEND_IFACE_VERSION,
@@ -123,6 +120,17 @@ const dsk_backend_iface kCpuIface = {
     cpu_copy,
     cpu_fill,
     cpu_fill_random,
+    cpu::gemm,
+    cpu::quant_fp8,
+    cpu::dequant_fp8,
+    cpu::linear_fp8,
+    cpu_linear_fp8_kernel,
+    cpu::rmsnorm,
+    cpu::swiglu,
+    cpu::rope,
+    cpu::softmax,
+    cpu::topk,
+    cpu::embedding,
 };
 
 }  // namespace

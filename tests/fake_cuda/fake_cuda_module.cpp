@@ -124,19 +124,20 @@ dsk_status fill_random(int32_t, const DLTensor* dst, const dsk_random_params* p,
 }
 
 const dsk_backend_iface kTable = {
-    DSK_BACKEND_IFACE_VERSION,
-    sizeof(dsk_backend_iface),
-    "cuda",
-    last_error,
-    device_count,
-    device_props,
-    device_malloc,
-    device_free,
-    device_memcpy,
-    synchronize,
-    copy,
-    fill,
-    fill_random,
+    DSK_BACKEND_IFACE_VERSION, sizeof(dsk_backend_iface), "cuda", last_error, device_count,
+    device_props, device_malloc, device_free, device_memcpy, synchronize, copy, fill, fill_random,
+    // No op kernels: libdsk must answer DSK_ERR_UNSUPPORTED for ops a module leaves out.
+    nullptr,  // gemm
+    nullptr,  // quant_fp8
+    nullptr,  // dequant_fp8
+    nullptr,  // linear_fp8
+    nullptr,  // linear_fp8_kernel
+    nullptr,  // rmsnorm
+    nullptr,  // swiglu
+    nullptr,  // rope
+    nullptr,  // softmax
+    nullptr,  // topk
+    nullptr,  // embedding
 };
 
 }  // namespace

@@ -1,0 +1,66 @@
+// ops_bench.h - what the core-op benchmarks (benchmarks/ops/bench_*.cpp) share.
+//
+// The same op files build two programs: dsk_bench_ops runs them on the CPU backend with wall-clock
+// loops, dsk_bench_ops_cuda on a CUDA device with event timing and an L2 flush. Each op file
+// defines one register_*_benchmarks function (declared below) that registers its cases through
+// env.run, which hides the difference.
+#ifndef DSK_BENCHMARKS_COMMON_OPS_BENCH_H_
+#define DSK_BENCHMARKS_COMMON_OPS_BENCH_H_
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <dsk/dsk.hpp>
+#include <functional>
+#include <vector>
+
+#include "bench_util.h"
+
+namespace dsk::bench {
+
+// Token counts of the grid, and DeepSeek-V3's linear shapes (out, in).
+inline const std::vector<int64_t> kTokenCounts = {1, 16, 128, 1024, 4096};
+
+struct LinearShape {
+  const char* name;
+  int64_t out;
+  int64_t in;
+};
+inline const std::vector<LinearShape> kV3Linears = {
+    {"wq_a", 1536, 7168},      {"wkv_a", 576, 7168},       {"wq_b", 24576, 1536},
+    {"wo", 7168, 16384},       {"expert_w13", 4096, 7168}, {"expert_w2", 7168, 2048},
+    {"lm_head", 129280, 7168},
+};
+constexpr int64_t kV3Dim = 7168;
+constexpr int64_t kV3Heads = 128;
+constexpr int64_t kV3RopeDim = 64;
+
+struct OpsEnv {
+  dsk::Context* ctx = nullptr;  // on the benchmarked device
+  int32_t backend = DSK_BACKEND_CPU;
+  double peak_gbps = 0.0;    // 0 when unknown
+  double peak_tflops = 0.0;  // 0 when unknown (DSK_<BACKEND>_PEAK_TFLOPS)
+  // Runs the benchmark loop over `op` and returns the loop's seconds (wall time on the CPU, the
+  // sum of event-timed iterations on CUDA). A failing status marks the benchmark failed.
+  std::function<double(benchmark::State&, const std::function<dsk_status()>&)> run;
+  // Tensors on the benchmarked device (uninitialized, or filled with dsk_fill_random).
+  dsk::Tensor tensor(std::vector<int64_t> shape, int32_t dtype_id) const;
+  dsk::Tensor random(std::vector<int64_t> shape, int32_t dtype_id, float lo = -1.0f,
+                     float hi = 1.0f) const;
+  // Registers `fn` under `name` with the right timing mode for this backend.
+  benchmark::internal::Benchmark* add(const std::string& name,
+                                      std::function<void(benchmark::State&)> fn) const;
+};
+
+// Reports bytes and flops of one iteration over `seconds` (from env.run).
+void report(benchmark::State& state, const OpsEnv& env, double seconds, double bytes, double flops);
+
+// One per op family (benchmarks/ops/bench_<family>.cpp).
+void register_gemm_benchmarks(const OpsEnv& env);
+void register_fp8_benchmarks(const OpsEnv& env);
+void register_norm_benchmarks(const OpsEnv& env);     // RMSNorm, RoPE, SwiGLU
+void register_softmax_benchmarks(const OpsEnv& env);  // softmax, top-k, embedding
+
+}  // namespace dsk::bench
+
+#endif  // DSK_BENCHMARKS_COMMON_OPS_BENCH_H_

@@ -1,0 +1,48 @@
+// dsk_bench_ops - the core ops (dsk_ops.h) on the CPU backend at DeepSeek-V3 shapes, through the
+// public C API.
+//
+// Usage: dsk_bench_ops [Google Benchmark flags]. DSK_CPU_PEAK_GBPS (measured copy bandwidth) and
+// DSK_CPU_PEAK_TFLOPS give %peak and %peak_flops.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "ops_bench.h"
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::unique_ptr<dsk::Context> ctx;
+  try {
+    ctx = std::make_unique<dsk::Context>(DSK_BACKEND_CPU);
+  } catch (const dsk::Error& e) {
+    std::fprintf(stderr, "dsk_bench_ops: cannot create a CPU context: %s\n", e.what());
+    return 1;
+  }
+  dsk::bench::OpsEnv env;
+  env.ctx = ctx.get();
+  env.backend = DSK_BACKEND_CPU;
+  env.peak_gbps = dsk::bench::peak_memory_gbps(DSK_BACKEND_CPU, 0);
+  env.peak_tflops = dsk::bench::peak_tflops(DSK_BACKEND_CPU);
+  env.run = [](benchmark::State& state, const std::function<dsk_status()>& op) {
+    const dsk::bench::LoopClock clock;
+    for (auto _ : state) {
+      if (!dsk::bench::check_status(state, op(), "timed operation")) break;
+    }
+    return clock.seconds();
+  };
+  dsk::bench::add_device_context(DSK_BACKEND_CPU, 0, env.peak_gbps);
+  try {
+    dsk::bench::register_gemm_benchmarks(env);
+    dsk::bench::register_fp8_benchmarks(env);
+    dsk::bench::register_norm_benchmarks(env);
+    dsk::bench::register_softmax_benchmarks(env);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsk_bench_ops: registering benchmarks failed: %s\n", e.what());
+    return 1;
+  }
+  const size_t ran = benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return dsk::bench::exit_code(ran);
+}

@@ -1,0 +1,81 @@
+#include "cuda/blas.h"
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+#include "cuda/error.h"
+
+namespace dsk {
+namespace cuda {
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct Slot {
+  std::once_flag once;
+  dsk_status status = DSK_OK;
+  char message[256] = "";
+  BlasHandles handles;
+  std::mutex mutex;
+};
+
+Slot g_slots[kMaxDevices];
+
+void create(Slot& s) {
+  cublasStatus_t st = cublasLtCreate(&s.handles.lt);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    s.status = blas_failure(st, "cublasLtCreate");
+    return;
+  }
+  st = cublasCreate(&s.handles.blas);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    s.status = blas_failure(st, "cublasCreate");
+    return;
+  }
+  cudaError_t e = cudaMalloc(&s.handles.lt_workspace, kLtWorkspaceBytes);
+  if (e != cudaSuccess) {
+    s.status = cuda_failure(e, "cudaMalloc (cuBLASLt workspace)");
+    return;
+  }
+  s.handles.mutex = &s.mutex;
+}
+
+}  // namespace
+
+dsk_status blas_handles(int32_t device, BlasHandles* out) noexcept {
+  if (device < 0 || device >= kMaxDevices) {
+    return fail(DSK_ERR_UNSUPPORTED, "device %d: at most %d CUDA devices are supported", device,
+                kMaxDevices);
+  }
+  Slot& s = g_slots[device];
+  try {
+    std::call_once(s.once, [&] {
+      create(s);
+      if (s.status != DSK_OK) {
+        const char* m = last_error();
+        size_t i = 0;
+        for (; m[i] != '\0' && i + 1 < sizeof(s.message); ++i) s.message[i] = m[i];
+        s.message[i] = '\0';
+      }
+    });
+  } catch (...) {
+    return fail(DSK_ERR_INTERNAL, "creating the cuBLAS handles failed");
+  }
+  if (s.status != DSK_OK) return fail(s.status, "%s", s.message);
+  *out = s.handles;
+  return DSK_OK;
+}
+
+dsk_status blas_failure(cublasStatus_t status, const char* what) noexcept {
+  dsk_status code = status == CUBLAS_STATUS_ALLOC_FAILED    ? DSK_ERR_OUT_OF_MEMORY
+                    : status == CUBLAS_STATUS_NOT_SUPPORTED ? DSK_ERR_UNSUPPORTED
+                                                            : DSK_ERR_DEVICE_ERROR;
+  return fail(code, "%s: %s (%s)", what, cublasGetStatusString(status),
+              cublasGetStatusName(status));
+}
+
+size_t lt_version() noexcept { return cublasLtGetVersion(); }
+
+}  // namespace cuda
+}  // namespace dsk
