@@ -2,7 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include <memory>
+#include <mutex>
 
 #include "cuda/error.h"
 
@@ -17,7 +17,6 @@ struct Slot {
   dsk_status status = DSK_OK;
   char message[256] = "";
   BlasHandles handles;
-  std::mutex mutex;
 };
 
 Slot g_slots[kMaxDevices];
@@ -28,17 +27,11 @@ void create(Slot& s) {
     s.status = blas_failure(st, "cublasLtCreate");
     return;
   }
-  st = cublasCreate(&s.handles.blas);
-  if (st != CUBLAS_STATUS_SUCCESS) {
-    s.status = blas_failure(st, "cublasCreate");
-    return;
-  }
-  cudaError_t e = cudaMalloc(&s.handles.lt_workspace, kLtWorkspaceBytes);
+  cudaError_t e = cudaMalloc(&s.handles.probe, 256);
   if (e != cudaSuccess) {
-    s.status = cuda_failure(e, "cudaMalloc (cuBLASLt workspace)");
+    s.status = cuda_failure(e, "cudaMalloc (probe buffer)");
     return;
   }
-  s.handles.mutex = &s.mutex;
 }
 
 }  // namespace
@@ -76,6 +69,21 @@ dsk_status blas_failure(cublasStatus_t status, const char* what) noexcept {
 }
 
 size_t lt_version() noexcept { return cublasLtGetVersion(); }
+
+dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, const void* b,
+                              const void* c, const void* d) noexcept {
+  const void* ptrs[4] = {a, b, c, d};
+  const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i) {
+    uint32_t align = 256;
+    while (align > 1 && reinterpret_cast<uintptr_t>(ptrs[i]) % align != 0) align /= 2;
+    DSK_CUBLAS_RETURN_IF_ERROR(
+        cublasLtMatmulPreferenceSetAttribute(pref, attrs[i], &align, sizeof(align)));
+  }
+  return DSK_OK;
+}
 
 }  // namespace cuda
 }  // namespace dsk

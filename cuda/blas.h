@@ -1,36 +1,30 @@
-// blas.h - per-device cuBLAS / cuBLASLt handles and the cuBLASLt workspace, shared by the GEMM
-// and FP8 GEMM paths.
+// blas.h - per-device cuBLASLt handles, shared by the GEMM and FP8 GEMM paths.
 //
-// Handles are created on first use for each device (with that device current) and kept for the
-// life of the process, like the module itself: creating a handle costs milliseconds and cuBLAS
-// recommends reusing one. A handle is not bound to a stream; callers pass the context's stream to
-// each call (cublasLtMatmul) or set it right before use under the returned lock (cublas).
+// A handle is created on first use for each device (with that device current) and kept for the
+// life of the process, like the module itself: creating one costs milliseconds and cuBLAS
+// recommends reusing it. cublasLtMatmul takes the stream and the workspace per call, so one handle
+// serves every stream; the workspace of each call is stream-ordered memory of the size the chosen
+// algorithm asks for (cuda/stream_temp.h), never shared between streams.
 #ifndef DSK_CUDA_BLAS_H_
 #define DSK_CUDA_BLAS_H_
 
 #include <cublasLt.h>
-#include <cublas_v2.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <mutex>
 
 #include "dsk/dsk_status.h"
 
 namespace dsk {
 namespace cuda {
 
-// Bytes of the per-device cuBLASLt workspace (32 MiB, what cuBLAS asks for on Hopper).
-constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+// Largest workspace a cuBLASLt algorithm may ask for (32 MiB, what cuBLAS suggests on Hopper).
+constexpr size_t kLtMaxWorkspaceBytes = size_t{32} << 20;
 
 struct BlasHandles {
   cublasLtHandle_t lt = nullptr;
-  cublasHandle_t blas = nullptr;
-  void* lt_workspace = nullptr;  // kLtWorkspaceBytes of device memory
-  // cublasHandle_t carries a stream and workspace: hold this while using `blas`. cublasLtMatmul
-  // takes everything per call, so `lt` needs no lock; the workspace does, as two streams must not
-  // use it at once.
-  std::mutex* mutex = nullptr;
+  // 256 bytes of device memory for arguments that must be valid device addresses but are never
+  // read (the scale pointers of a heuristic probe).
+  void* probe = nullptr;
 };
 
 // The handles of `device` (must be current). Errors: DSK_ERR_DEVICE_ERROR, DSK_ERR_OUT_OF_MEMORY.
@@ -41,6 +35,13 @@ dsk_status blas_failure(cublasStatus_t status, const char* what) noexcept;
 
 // cuBLASLt version (cublasLtGetVersion, e.g. 120900 for 12.9.0).
 size_t lt_version() noexcept;
+
+// Tells the heuristic the actual alignment of the A, B, C and D pointers (the largest power of two
+// up to 256 dividing each). Without it cuBLASLt assumes 256-byte aligned matrices and may choose an
+// algorithm that a view at a smaller alignment cannot run
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256).
+dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, const void* b,
+                              const void* c, const void* d) noexcept;
 
 }  // namespace cuda
 }  // namespace dsk

@@ -47,6 +47,8 @@ struct OpsEnv {
   dsk::Tensor tensor(std::vector<int64_t> shape, int32_t dtype_id) const;
   dsk::Tensor random(std::vector<int64_t> shape, int32_t dtype_id, float lo = -1.0f,
                      float hi = 1.0f) const;
+  // An int32 [n] tensor on the benchmarked device holding `values` (ids, positions).
+  dsk::Tensor int32s(const std::vector<int32_t>& values) const;
   // Registers `fn` under `name` with the right timing mode for this backend.
   benchmark::internal::Benchmark* add(const std::string& name,
                                       std::function<void(benchmark::State&)> fn) const;

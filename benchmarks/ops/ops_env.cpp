@@ -28,6 +28,20 @@ dsk::Tensor OpsEnv::random(std::vector<int64_t> shape, int32_t dtype_id, float l
   return t;
 }
 
+dsk::Tensor OpsEnv::int32s(const std::vector<int32_t>& values) const {
+  std::vector<int32_t> host = values;
+  int64_t shape[1] = {static_cast<int64_t>(host.size())};
+  DLTensor src{};
+  src.data = host.data();
+  src.device = DLDevice{kDLCPU, 0};
+  src.ndim = 1;
+  src.dtype = DLDataType{kDLInt, 32, 1};
+  src.shape = shape;
+  dsk::Tensor t = tensor({shape[0]}, DSK_DTYPE_INT32);
+  dsk::check(dsk_copy(ctx->get(), &src, t));
+  return t;
+}
+
 benchmark::internal::Benchmark* OpsEnv::add(const std::string& name,
                                             std::function<void(benchmark::State&)> fn) const {
   benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), std::move(fn));

@@ -68,6 +68,17 @@ static void dsk_structs(void) {
   FIELD(dsk_random_params, offset);
   FIELD(dsk_random_params, a);
   FIELD(dsk_random_params, b);
+
+  TYPE(dsk_rope_config);
+  FIELD(dsk_rope_config, struct_size);
+  FIELD(dsk_rope_config, dim);
+  FIELD(dsk_rope_config, theta);
+  FIELD(dsk_rope_config, factor);
+  FIELD(dsk_rope_config, original_seq_len);
+  FIELD(dsk_rope_config, beta_fast);
+  FIELD(dsk_rope_config, beta_slow);
+  FIELD(dsk_rope_config, mscale);
+  FIELD(dsk_rope_config, mscale_all_dim);
 }
 
 static void dlpack_types(void) {
@@ -150,6 +161,14 @@ static void dsk_constants(void) {
   CONST(DSK_MAX_NDIM);
   CONST(DSK_RANDOM_UNIFORM);
   CONST(DSK_RANDOM_NORMAL);
+
+  CONST(DSK_FP8_BLOCK);
+  CONST(DSK_QUANT_SCALE_POW2);
+  CONST(DSK_FP8_KERNEL_CPU_REFERENCE);
+  CONST(DSK_FP8_KERNEL_BLOCK_SCALED);
+  CONST(DSK_FP8_KERNEL_DEQUANT_GEMM);
+  CONST(DSK_ROPE_INTERLEAVED);
+  CONST(DSK_ROPE_HALF_SPLIT);
 }
 
 static void dlpack_constants(void) {

@@ -183,6 +183,102 @@ inline void fill_normal(Context& ctx, const DLTensor* dst, uint64_t seed, double
   check(dsk_fill_random(ctx.get(), dst, &p));
 }
 
+// ---- core ops (dsk_ops.h) ----------------------------------------------------------------------
+// Thin wrappers: the same arguments in the same order as the C functions, with the context as a
+// dsk::Context and failures thrown as dsk::Error. Tensor arguments are `const DLTensor*` (a
+// dsk::Tensor converts implicitly); optional ones may be nullptr. See dsk_ops.h for shapes,
+// dtypes, rounding and in-place rules.
+
+// D = alpha * op(A) @ op(B) + beta * C (c may be nullptr or d itself).
+inline void gemm(Context& ctx, const DLTensor* a, const DLTensor* b, const DLTensor* c,
+                 const DLTensor* d, bool trans_a = false, bool trans_b = false, float alpha = 1.0f,
+                 float beta = 0.0f) {
+  check(dsk_gemm(ctx.get(), a, b, c, d, trans_a ? 1 : 0, trans_b ? 1 : 0, alpha, beta));
+}
+// y = x @ w^T + bias (bias may be nullptr).
+inline void linear(Context& ctx, const DLTensor* x, const DLTensor* w, const DLTensor* bias,
+                   const DLTensor* y) {
+  check(dsk_linear(ctx.get(), x, w, bias, y));
+}
+// flags: 0 or DSK_QUANT_SCALE_POW2.
+inline void quant_fp8_act(Context& ctx, const DLTensor* x, const DLTensor* q,
+                          const DLTensor* scales, uint32_t flags = 0) {
+  check(dsk_quant_fp8_act(ctx.get(), x, q, scales, flags));
+}
+inline void dequant_fp8_act(Context& ctx, const DLTensor* q, const DLTensor* scales,
+                            const DLTensor* x) {
+  check(dsk_dequant_fp8_act(ctx.get(), q, scales, x));
+}
+inline void quant_fp8_weight(Context& ctx, const DLTensor* w, const DLTensor* q,
+                             const DLTensor* scales, uint32_t flags = 0) {
+  check(dsk_quant_fp8_weight(ctx.get(), w, q, scales, flags));
+}
+inline void dequant_fp8_weight(Context& ctx, const DLTensor* q, const DLTensor* scales,
+                               const DLTensor* w) {
+  check(dsk_dequant_fp8_weight(ctx.get(), q, scales, w));
+}
+// x_scales nullptr: x is a float tensor quantized on the fly with `flags`.
+inline void linear_fp8(Context& ctx, const DLTensor* x, const DLTensor* x_scales, const DLTensor* w,
+                       const DLTensor* w_scales, const DLTensor* y, uint32_t flags = 0) {
+  check(dsk_linear_fp8(ctx.get(), x, x_scales, w, w_scales, y, flags));
+}
+// One of DSK_FP8_KERNEL_*.
+inline int32_t linear_fp8_kernel(Context& ctx) {
+  int32_t kernel = 0;
+  check(dsk_linear_fp8_kernel(ctx.get(), &kernel));
+  return kernel;
+}
+inline void rmsnorm(Context& ctx, const DLTensor* x, const DLTensor* weight, const DLTensor* y,
+                    float eps) {
+  check(dsk_rmsnorm(ctx.get(), x, weight, y, eps));
+}
+inline void add_rmsnorm(Context& ctx, const DLTensor* x, const DLTensor* residual,
+                        const DLTensor* weight, const DLTensor* y, const DLTensor* residual_out,
+                        float eps) {
+  check(dsk_add_rmsnorm(ctx.get(), x, residual, weight, y, residual_out, eps));
+}
+inline void swiglu(Context& ctx, const DLTensor* gate, const DLTensor* up, const DLTensor* y) {
+  check(dsk_swiglu(ctx.get(), gate, up, y));
+}
+inline void swiglu_fused(Context& ctx, const DLTensor* gate_up, const DLTensor* y) {
+  check(dsk_swiglu_fused(ctx.get(), gate_up, y));
+}
+// DeepSeek-V3's RoPE/YaRN configuration (dsk_rope_config_init); change fields as needed.
+inline dsk_rope_config rope_config() {
+  dsk_rope_config config;
+  dsk_rope_config_init(&config);
+  return config;
+}
+inline void rope_table(Context& ctx, const dsk_rope_config& config, const DLTensor* cos,
+                       const DLTensor* sin) {
+  check(dsk_rope_table(ctx.get(), &config, cos, sin));
+}
+// layout: DSK_ROPE_INTERLEAVED or DSK_ROPE_HALF_SPLIT.
+inline void rope_apply(Context& ctx, const DLTensor* x, const DLTensor* positions,
+                       const DLTensor* cos, const DLTensor* sin, const DLTensor* y,
+                       int32_t layout = DSK_ROPE_INTERLEAVED) {
+  check(dsk_rope_apply(ctx.get(), x, positions, cos, sin, y, layout));
+}
+inline void softmax(Context& ctx, const DLTensor* x, const DLTensor* y, float temperature = 1.0f) {
+  check(dsk_softmax(ctx.get(), x, y, temperature));
+}
+inline void log_softmax(Context& ctx, const DLTensor* x, const DLTensor* y,
+                        float temperature = 1.0f) {
+  check(dsk_log_softmax(ctx.get(), x, y, temperature));
+}
+inline void argmax(Context& ctx, const DLTensor* x, const DLTensor* indices) {
+  check(dsk_argmax(ctx.get(), x, indices));
+}
+// values may be nullptr.
+inline void topk(Context& ctx, const DLTensor* x, int32_t k, const DLTensor* values,
+                 const DLTensor* indices) {
+  check(dsk_topk(ctx.get(), x, k, values, indices));
+}
+inline void embedding(Context& ctx, const DLTensor* table, const DLTensor* ids,
+                      const DLTensor* out) {
+  check(dsk_embedding(ctx.get(), table, ids, out));
+}
+
 }  // namespace dsk
 
 #endif  // DSK_HPP_

@@ -19,8 +19,8 @@
  *   combination this backend does not implement), DSK_ERR_OUT_OF_MEMORY, DSK_ERR_DEVICE_ERROR.
  *   On error nothing is guaranteed about the outputs' contents, but nothing else is touched.
  * - Thread safety: as for the context (one thread at a time per context).
- * - CPU == CUDA: results agree within the tolerances each function states (docs/ops.md); ops whose
- *   result is an index (argmax, top-k, embedding) agree exactly.
+ * - CPU == CUDA: results agree within the tolerances documented per op family in
+ *   docs/ops/<family>.md; ops whose result is an index (argmax, top-k, embedding) agree exactly.
  */
 #ifndef DSK_OPS_H_
 #define DSK_OPS_H_
@@ -62,8 +62,8 @@ DSK_API dsk_status dsk_linear(dsk_context* ctx, const DLTensor* x, const DLTenso
  *   scale = 2^ceil(log2(scale))        additionally, with DSK_QUANT_SCALE_POW2 (UE8M0, V3.1)
  *   q     = fp8_e4m3fn(x / scale)      (f32 division, round to nearest even, saturating to +-448)
  * A tile whose amax is 0 gets scale 0 and q = 0 (no NaN). A tile holding NaN or +-Inf is
- * DSK_ERR_INVALID_ARGUMENT on the CPU; on CUDA it produces NaN scales (checking would need a
- * synchronization). Scales are dequantization multipliers: x ~= q * scale (the weight scales are
+ * DSK_ERR_INVALID_ARGUMENT on the CPU; on CUDA it produces a NaN or Inf scale (checking would need
+ * a synchronization). Scales are dequantization multipliers: x ~= q * scale (the weight scales are
  * what checkpoints call weight_scale_inv). Scale tensors are f32 with any strides (a column-major
  * activation-scale view, as DeepGEMM wants, works). */
 #define DSK_FP8_BLOCK 128
@@ -175,9 +175,10 @@ DSK_API dsk_status dsk_rope_apply(dsk_context* ctx, const DLTensor* x, const DLT
 
 /* ---- Softmax, top-k, embedding --------------------------------------------------------------- */
 
-/* Softmax over the last dimension of x [..., N] / temperature (temperature > 0; 1 for none), in
- * f32 with the row maximum subtracted: y = exp(z - max) / sum exp(z - max). Rows of -inf give NaN
- * (as in PyTorch). y [..., N]; any float dtypes; y may be x itself. N >= 1. */
+/* Softmax over the last dimension of x [..., N] at a temperature (finite, > 0, with a finite f32
+ * reciprocal; 1 for none), in f32: z = x * f32(1 / temperature), the row maximum subtracted,
+ * y = exp(z - max) / sum exp(z - max). Rows of -inf, and rows holding +inf or NaN, give NaN (as in
+ * PyTorch). y [..., N]; any float dtypes; y may be x itself. N >= 1. */
 DSK_API dsk_status dsk_softmax(dsk_context* ctx, const DLTensor* x, const DLTensor* y,
                                float temperature);
 /* log_softmax: y = z - max - log(sum exp(z - max)), same arguments. */
@@ -185,8 +186,8 @@ DSK_API dsk_status dsk_log_softmax(dsk_context* ctx, const DLTensor* x, const DL
                                    float temperature);
 
 /* Index of the largest value of each row of x [..., N] (any float dtype, N >= 1) into
- * indices [...] (int32 or int64). Ties go to the lower index; NaN counts as larger than every
- * number (as in torch.argmax). */
+ * indices [...] (int32 or int64). Values are compared as f32 (-0.0 equals +0.0); ties go to the
+ * lower index; NaN counts as larger than every number (as in torch.argmax). */
 DSK_API dsk_status dsk_argmax(dsk_context* ctx, const DLTensor* x, const DLTensor* indices);
 
 /* The k largest values of each row of x [..., N] (1 <= k <= N), in descending order, ties to the

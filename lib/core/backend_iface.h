@@ -98,7 +98,8 @@ typedef struct dsk_backend_iface {
   dsk_status (*linear_fp8)(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_scales,
                            const DLTensor* w, const DLTensor* w_scales, const DLTensor* y,
                            uint32_t flags);
-  // DSK_FP8_KERNEL_* that linear_fp8 runs on `device`.
+  // DSK_FP8_KERNEL_* that linear_fp8 runs on `device`, or -status (< 0) with a message for
+  // last_error() when the device cannot be queried.
   int32_t (*linear_fp8_kernel)(int32_t device);
 
   // RMSNorm over rows [R, D]; residual/residual_out NULL for the plain form.

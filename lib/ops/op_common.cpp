@@ -25,6 +25,14 @@ std::string shape_string(const Arg& a) {
 
 // Merges dims [0, count) of `a` into one (size, stride); false when they do not form one stride.
 bool merge_leading(const Arg& a, int32_t count, int64_t* size, int64_t* stride) {
+  // No rows at all: nothing is ever addressed, so any strides merge.
+  for (int32_t i = 0; i < count; ++i) {
+    if (a.l.shape[i] == 0) {
+      *size = 0;
+      *stride = 0;
+      return true;
+    }
+  }
   int64_t n = 1;
   int64_t st = 0;
   bool have = false;
@@ -38,9 +46,6 @@ bool merge_leading(const Arg& a, int32_t count, int64_t* size, int64_t* stride) 
       return false;
     }
     n *= a.l.shape[i];
-  }
-  for (int32_t i = 0; i < count; ++i) {
-    if (a.l.shape[i] == 0) n = 0;
   }
   *size = n;
   *stride = have ? st : 0;
@@ -114,7 +119,7 @@ bool is_float(const Arg& a) noexcept {
 }
 
 void check_float(const Arg& a) {
-  check_arg(is_float(a), "{}.dtype is {}, expected float32, float16 or bfloat16", a.name,
+  check_arg(is_float(a), "{}.dtype is {}, expected f32, f16 or bf16", a.name,
             dtype_id_name(a.l.dtype_id));
 }
 
@@ -233,6 +238,42 @@ int64_t rows_of(const Arg& a) noexcept {
   int64_t n = 1;
   for (int32_t i = 0; i + 1 < a.l.ndim; ++i) n *= a.l.shape[i];
   return n;
+}
+
+std::string shape_text(const int64_t* shape, int32_t ndim) {
+  std::string s = "[";
+  for (int32_t i = 0; i < ndim; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string shape_text(const Arg& a) { return shape_text(a.l.shape, a.l.ndim); }
+
+void check_float(std::initializer_list<const Arg*> args) {
+  for (const Arg* a : args) {
+    if (a->present) check_float(*a);
+  }
+}
+
+int64_t last_dim(const Arg& a, const char* form) {
+  check_arg(a.l.ndim >= 1, "{} is a scalar, expected at least one dimension {}", a.name, form);
+  return a.l.shape[a.l.ndim - 1];
+}
+
+void check_shape(const Arg& a, const int64_t* shape, int32_t ndim, const char* rule) {
+  bool same = a.l.ndim == ndim;
+  for (int32_t i = 0; same && i < ndim; ++i) same = a.l.shape[i] == shape[i];
+  check_arg(same, "{} has shape {}, expected {} ({})", a.name, shape_text(a),
+            shape_text(shape, ndim), rule);
+}
+
+void as_flat(const Arg& a, int64_t* size, int64_t* stride) {
+  *size = a.l.numel;
+  *stride = 0;
+  if (a.l.numel == 0) return;
+  check_arg(merge_leading(a, a.l.ndim, size, stride),
+            "{}: the dimensions of shape {} cannot be merged into one stride, expected a view "
+            "that slices only its trailing dimensions (make it contiguous first)",
+            a.name, shape_text(a));
 }
 
 }  // namespace ops

@@ -7,6 +7,7 @@
 #define DSK_LIB_OPS_OP_COMMON_H_
 
 #include <initializer_list>
+#include <string>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -102,6 +103,22 @@ void as_is(const Arg& a, View& out);
 int64_t rows_of(const Arg& a) noexcept;
 // Leading dims (all but the last `trailing`) of a and b are equal, else an error naming both.
 void check_same_leading(const Arg& a, const Arg& b, int32_t trailing);
+
+// Helpers several ops share (appended with the ops of dsk_ops.h).
+
+// "[d0, d1, ...]" for messages.
+std::string shape_text(const int64_t* shape, int32_t ndim);
+std::string shape_text(const Arg& a);
+// check_float for each present argument, in order.
+void check_float(std::initializer_list<const Arg*> args);
+// The last dim of `a`, which must have at least one ("{a} is a scalar, expected at least one
+// dimension {form}"; form like "[..., N]").
+int64_t last_dim(const Arg& a, const char* form);
+// `a` has exactly the shape shape[0..ndim), else "{a} has shape [..], expected [..] ({rule})".
+void check_shape(const Arg& a, const int64_t* shape, int32_t ndim, const char* rule);
+// All dims of `a` merged into one: *size = numel and the single stride (0 when no dim steps).
+// DSK_ERR_INVALID_ARGUMENT naming `a` when its dims do not form one stride; no check when empty.
+void as_flat(const Arg& a, int64_t* size, int64_t* stride);
 
 }  // namespace ops
 }  // namespace dsk

@@ -245,6 +245,59 @@ inline void check_twin(const Env& env, const Twin& twin) {
              << "): cuda 0x" << cuda_hex << ", cpu 0x" << cpu_hex);
 }
 
+// A CPU tensor and a CUDA tensor of one shape and dtype (the ops tests run one call on each).
+struct Pair {
+  Tensor cpu;
+  Tensor gpu;
+};
+
+// A CPU tensor of `dtype_id` holding `values` (rounded by dsk_copy) and its CUDA copy.
+inline Pair upload_values(const Env& env, const std::vector<float>& values,
+                          const std::vector<int64_t>& shape, int32_t dtype_id) {
+  Tensor f32 = create(env.cpu.get(), shape, DSK_DTYPE_F32);
+  REQUIRE(static_cast<int64_t>(values.size()) == f32.numel());
+  if (!values.empty()) std::memcpy(f32.host_bytes(), values.data(), values.size() * sizeof(float));
+  Pair p;
+  p.cpu = create(env.cpu.get(), shape, dtype_id);
+  p.gpu = create(env.gpu.get(), shape, dtype_id);
+  DSK_REQUIRE_OK(dsk_copy(env.cpu.get(), f32.dl(), p.cpu.dl()));
+  DSK_REQUIRE_OK(dsk_copy(env.gpu.get(), p.cpu.dl(), p.gpu.dl()));
+  return p;
+}
+
+// Zero-filled tensors of one shape and dtype on both sides.
+inline Pair zeros_pair(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id) {
+  Pair p;
+  p.cpu = create(env.cpu.get(), shape, dtype_id);
+  p.gpu = create(env.gpu.get(), shape, dtype_id);
+  DSK_REQUIRE_OK(dsk_fill(env.cpu.get(), p.cpu.dl(), 0.0));
+  DSK_REQUIRE_OK(dsk_fill(env.gpu.get(), p.gpu.dl(), 0.0));
+  return p;
+}
+
+// The elements of any float tensor (CPU or CUDA, any strides) as f32, in row-major order.
+inline std::vector<float> read_f32(const Env& env, const DLTensor* t) {
+  Tensor f32 =
+      create(env.cpu.get(), std::vector<int64_t>(t->shape, t->shape + t->ndim), DSK_DTYPE_F32);
+  DSK_REQUIRE_OK(
+      dsk_copy(t->device.device_type == kDLCPU ? env.cpu.get() : env.gpu.get(), t, f32.dl()));
+  const float* p = reinterpret_cast<const float*>(f32.host_bytes());
+  return std::vector<float>(p, p + f32.numel());
+}
+
+// Byte-exact comparison of a pair of contiguous tensors; names the first differing element.
+inline void check_same_bytes(const Env& env, const Pair& p, const std::string& what) {
+  const std::vector<uint8_t> got = download(env, p.gpu);
+  const uint8_t* want = p.cpu.host_bytes();
+  REQUIRE(got.size() == p.cpu.nbytes());
+  if (got.empty() || std::memcmp(got.data(), want, got.size()) == 0) return;
+  const size_t elem = dtype_size(dtype_id_of(p.cpu.dl()->dtype));
+  size_t first = 0;
+  while (got[first] == want[first]) ++first;
+  FAIL_CHECK(what << ": CUDA and CPU differ first at element " << first / elem << " (byte " << first
+                  << ") of " << p.cpu.numel());
+}
+
 }  // namespace dsk_test
 
 #endif  // DSK_TESTS_CUDA_TEST_UTIL_H_

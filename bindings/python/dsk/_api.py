@@ -801,6 +801,264 @@ def validate(x: TensorLike, name: str = "tensor") -> None:
     _check(_lib.dsk_dltensor_validate(p, name.encode()))
 
 
+# --- ops (dsk_ops.h)
+#
+# Every op takes its tensors as dsk.Tensor or any DLPack producer (NumPy arrays are imported
+# zero-copy, so outputs given as NumPy arrays are written in place) and ctx=None for the
+# process-wide CPU context, as copy and fill do. Outputs are passed in and written; nothing is
+# allocated. Optional tensors are None (NULL).
+
+FP8_BLOCK = _ffi.DSK_FP8_BLOCK
+QUANT_SCALE_POW2 = _ffi.DSK_QUANT_SCALE_POW2
+FP8_KERNEL_CPU_REFERENCE = _ffi.DSK_FP8_KERNEL_CPU_REFERENCE
+FP8_KERNEL_BLOCK_SCALED = _ffi.DSK_FP8_KERNEL_BLOCK_SCALED
+FP8_KERNEL_DEQUANT_GEMM = _ffi.DSK_FP8_KERNEL_DEQUANT_GEMM
+ROPE_INTERLEAVED = _ffi.DSK_ROPE_INTERLEAVED
+ROPE_HALF_SPLIT = _ffi.DSK_ROPE_HALF_SPLIT
+
+
+class _Borrowed:
+    """Borrows op arguments: .ptrs are the DLTensor* (None stays NULL), kept valid while it lives."""
+
+    def __init__(self, *xs: Optional[TensorLike]) -> None:
+        self.ptrs: List[Any] = []
+        self._keep: List[Any] = []
+        for x in xs:
+            if x is None:
+                self.ptrs.append(None)
+            else:
+                p, k = _borrow(x)
+                self.ptrs.append(p)
+                self._keep.append(k)
+
+
+def _quant_flags(scale_pow2: bool) -> int:
+    return _ffi.DSK_QUANT_SCALE_POW2 if scale_pow2 else 0
+
+
+def gemm(ctx: Optional[Context], a: TensorLike, b: TensorLike, d: TensorLike,
+         c: Optional[TensorLike] = None, trans_a: bool = False, trans_b: bool = False,
+         alpha: float = 1.0, beta: float = 0.0) -> None:
+    """d = alpha * op(a) @ op(b) + beta * c (dsk_gemm); op(x) is x.T when trans_x.
+
+    op(a) [M, K], op(b) [K, N], c and d [M, N], or with a leading batch dimension (a 2-D a or b is
+    broadcast over the batch). a and b one float dtype, c and d any float dtype; f32 accumulation.
+    c may be None (beta ignored) or d itself (d += ...).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(a, b, c, d)
+    _check(_lib.dsk_gemm(cx.handle, *args.ptrs, 1 if trans_a else 0, 1 if trans_b else 0,
+                         float(alpha), float(beta)))
+
+
+def linear(ctx: Optional[Context], x: TensorLike, w: TensorLike, y: TensorLike,
+           bias: Optional[TensorLike] = None) -> None:
+    """y = x @ w.T + bias (dsk_linear): x [..., in], w [out, in], bias [out] or None, y [..., out]."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, w, bias, y)
+    _check(_lib.dsk_linear(cx.handle, *args.ptrs))
+
+
+def quant_fp8_act(ctx: Optional[Context], x: TensorLike, q: TensorLike, scales: TensorLike,
+                  scale_pow2: bool = False) -> None:
+    """Quantizes x [..., K] per 1 x 128 tile: q [..., K] fp8_e4m3fn, scales [..., ceil(K/128)] f32.
+
+    scale_pow2 rounds every scale up to a power of two (UE8M0, DSK_QUANT_SCALE_POW2).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, q, scales)
+    _check(_lib.dsk_quant_fp8_act(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+
+
+def dequant_fp8_act(ctx: Optional[Context], q: TensorLike, scales: TensorLike,
+                    x: TensorLike) -> None:
+    """x = q * scales per 1 x 128 tile (dsk_dequant_fp8_act)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(q, scales, x)
+    _check(_lib.dsk_dequant_fp8_act(cx.handle, *args.ptrs))
+
+
+def quant_fp8_weight(ctx: Optional[Context], w: TensorLike, q: TensorLike, scales: TensorLike,
+                     scale_pow2: bool = False) -> None:
+    """Quantizes w [N, K] per 128 x 128 block: q [N, K] fp8_e4m3fn and
+    scales [ceil(N/128), ceil(K/128)] f32 (the checkpoints' weight_scale_inv)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(w, q, scales)
+    _check(_lib.dsk_quant_fp8_weight(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+
+
+def dequant_fp8_weight(ctx: Optional[Context], q: TensorLike, scales: TensorLike,
+                       w: TensorLike) -> None:
+    """w = q * scales per 128 x 128 block (dsk_dequant_fp8_weight)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(q, scales, w)
+    _check(_lib.dsk_dequant_fp8_weight(cx.handle, *args.ptrs))
+
+
+def linear_fp8(ctx: Optional[Context], x: TensorLike, w: TensorLike, w_scales: TensorLike,
+               y: TensorLike, x_scales: Optional[TensorLike] = None,
+               scale_pow2: bool = False) -> None:
+    """y = x @ w.T with fp8 w [N, K] and its 128 x 128 block scales (dsk_linear_fp8).
+
+    x is either a float tensor (x_scales None; quantized per 1 x 128 tile first, scale_pow2 as in
+    quant_fp8_act) or fp8_e4m3fn with its tile scales x_scales (then scale_pow2 must be False).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, x_scales, w, w_scales, y)
+    _check(_lib.dsk_linear_fp8(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+
+
+def linear_fp8_kernel(ctx: Optional[Context] = None) -> int:
+    """Which kernel linear_fp8 runs on ctx's device: one of dsk.FP8_KERNEL_*."""
+    cx = _ctx_or_default(ctx)
+    out = c_int32()
+    _check(_lib.dsk_linear_fp8_kernel(cx.handle, byref(out)))
+    return out.value
+
+
+def rmsnorm(ctx: Optional[Context], x: TensorLike, weight: TensorLike, y: TensorLike,
+            eps: float = 1e-6) -> None:
+    """y = x / sqrt(mean(x^2) + eps) * weight over the last dimension (y may be x)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, weight, y)
+    _check(_lib.dsk_rmsnorm(cx.handle, *args.ptrs, float(eps)))
+
+
+def add_rmsnorm(ctx: Optional[Context], x: TensorLike, residual: TensorLike, weight: TensorLike,
+                y: TensorLike, residual_out: TensorLike, eps: float = 1e-6) -> None:
+    """h = x + residual, rounded to residual_out's dtype; residual_out = h;
+    y = rmsnorm(h) * weight. residual_out may be residual and y may be x (in place).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, residual, weight, y, residual_out)
+    _check(_lib.dsk_add_rmsnorm(cx.handle, *args.ptrs, float(eps)))
+
+
+def swiglu(ctx: Optional[Context], gate: TensorLike, up: TensorLike, y: TensorLike) -> None:
+    """y = silu(gate) * up, silu(g) = g / (1 + exp(-g))."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(gate, up, y)
+    _check(_lib.dsk_swiglu(cx.handle, *args.ptrs))
+
+
+def swiglu_fused(ctx: Optional[Context], gate_up: TensorLike, y: TensorLike) -> None:
+    """swiglu of gate_up [..., 2I] = [gate | up] into y [..., I]."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(gate_up, y)
+    _check(_lib.dsk_swiglu_fused(cx.handle, *args.ptrs))
+
+
+@dataclass
+class RopeConfig:
+    """dsk_rope_config: RoPE/YaRN parameters; the defaults are DeepSeek-V3's (see dsk_ops.h)."""
+
+    dim: int = 64
+    theta: float = 10000.0
+    factor: float = 40.0
+    original_seq_len: int = 4096
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float = 1.0
+    mscale_all_dim: float = 1.0
+
+    @classmethod
+    def deepseek_v3(cls) -> "RopeConfig":
+        """The library's defaults (dsk_rope_config_init), which are DeepSeek-V3's."""
+        raw = _ffi.dsk_rope_config()
+        _lib.dsk_rope_config_init(byref(raw))
+        return cls(dim=raw.dim, theta=raw.theta, factor=raw.factor,
+                   original_seq_len=raw.original_seq_len, beta_fast=raw.beta_fast,
+                   beta_slow=raw.beta_slow, mscale=raw.mscale, mscale_all_dim=raw.mscale_all_dim)
+
+    def _raw(self) -> Any:
+        raw = _ffi.dsk_rope_config()
+        _lib.dsk_rope_config_init(byref(raw))  # struct_size
+        raw.dim = self.dim
+        raw.theta = self.theta
+        raw.factor = self.factor
+        raw.original_seq_len = self.original_seq_len
+        raw.beta_fast = self.beta_fast
+        raw.beta_slow = self.beta_slow
+        raw.mscale = self.mscale
+        raw.mscale_all_dim = self.mscale_all_dim
+        return raw
+
+
+def rope_table(ctx: Optional[Context], config: Optional[RopeConfig], cos: TensorLike,
+               sin: TensorLike) -> None:
+    """Writes the cos/sin tables [P, dim/2] f32 for positions 0..P-1 (config None: RopeConfig())."""
+    cx = _ctx_or_default(ctx)
+    raw = (config if config is not None else RopeConfig())._raw()
+    args = _Borrowed(cos, sin)
+    _check(_lib.dsk_rope_table(cx.handle, byref(raw), *args.ptrs))
+
+
+_ROPE_LAYOUTS = {"interleaved": _ffi.DSK_ROPE_INTERLEAVED, "half_split": _ffi.DSK_ROPE_HALF_SPLIT}
+
+
+def _rope_layout(layout: Union[str, int]) -> int:
+    if isinstance(layout, int):
+        return layout
+    try:
+        return _ROPE_LAYOUTS[layout]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"dsk: rope_apply: unknown layout {layout!r}; expected 'interleaved' or 'half_split'",
+            _ffi.DSK_ERR_INVALID_ARGUMENT) from None
+
+
+def rope_apply(ctx: Optional[Context], x: TensorLike, positions: TensorLike, cos: TensorLike,
+               sin: TensorLike, y: TensorLike, layout: Union[str, int] = "interleaved") -> None:
+    """Rotates x [T, H, D] or [T, D] by the table rows of positions [T] into y (y may be x).
+
+    layout: "interleaved" (pairs (2i, 2i+1), DeepSeek's reference) or "half_split" (pairs
+    (i, i + D/2), Hugging Face), or a dsk.ROPE_* value.
+    """
+    cx = _ctx_or_default(ctx)
+    lay = _rope_layout(layout)
+    args = _Borrowed(x, positions, cos, sin, y)
+    _check(_lib.dsk_rope_apply(cx.handle, *args.ptrs, lay))
+
+
+def softmax(ctx: Optional[Context], x: TensorLike, y: TensorLike, temperature: float = 1.0) -> None:
+    """y = softmax(x / temperature) over the last dimension (y may be x)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, y)
+    _check(_lib.dsk_softmax(cx.handle, *args.ptrs, float(temperature)))
+
+
+def log_softmax(ctx: Optional[Context], x: TensorLike, y: TensorLike,
+                temperature: float = 1.0) -> None:
+    """y = log_softmax(x / temperature) over the last dimension (y may be x)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, y)
+    _check(_lib.dsk_log_softmax(cx.handle, *args.ptrs, float(temperature)))
+
+
+def argmax(ctx: Optional[Context], x: TensorLike, indices: TensorLike) -> None:
+    """indices [...] (int32/int64) = index of each row's maximum of x [..., N]; ties to the lower
+    index, NaN largest."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, indices)
+    _check(_lib.dsk_argmax(cx.handle, *args.ptrs))
+
+
+def topk(ctx: Optional[Context], x: TensorLike, k: int, indices: TensorLike,
+         values: Optional[TensorLike] = None) -> None:
+    """The k largest of each row of x [..., N], descending, ties to the lower index, NaN largest:
+    indices [..., k] int32/int64 and values [..., k] (or None)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, values, indices)
+    _check(_lib.dsk_topk(cx.handle, args.ptrs[0], int(k), args.ptrs[1], args.ptrs[2]))
+
+
+def embedding(ctx: Optional[Context], table: TensorLike, ids: TensorLike, out: TensorLike) -> None:
+    """out[..., :] = table[ids[...], :] for table [V, D] and int32/int64 ids in [0, V)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(table, ids, out)
+    _check(_lib.dsk_embedding(cx.handle, *args.ptrs))
+
+
 # Which Python-level entry point covers each C function (checked by test_api_coverage).
 WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_version_number": version_number,
@@ -850,4 +1108,24 @@ WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_tensor_from_dlpack_versioned": from_dlpack,
     "dsk_tensor_from_dlpack": from_dlpack,
     "dsk_dltensor_validate": validate,
+    "dsk_gemm": gemm,
+    "dsk_linear": linear,
+    "dsk_quant_fp8_act": quant_fp8_act,
+    "dsk_dequant_fp8_act": dequant_fp8_act,
+    "dsk_quant_fp8_weight": quant_fp8_weight,
+    "dsk_dequant_fp8_weight": dequant_fp8_weight,
+    "dsk_linear_fp8": linear_fp8,
+    "dsk_linear_fp8_kernel": linear_fp8_kernel,
+    "dsk_rmsnorm": rmsnorm,
+    "dsk_add_rmsnorm": add_rmsnorm,
+    "dsk_swiglu": swiglu,
+    "dsk_swiglu_fused": swiglu_fused,
+    "dsk_rope_config_init": RopeConfig.deepseek_v3,
+    "dsk_rope_table": rope_table,
+    "dsk_rope_apply": rope_apply,
+    "dsk_softmax": softmax,
+    "dsk_log_softmax": log_softmax,
+    "dsk_argmax": argmax,
+    "dsk_topk": topk,
+    "dsk_embedding": embedding,
 }

@@ -17,6 +17,7 @@ from ctypes import (
     c_char,
     c_char_p,
     c_double,
+    c_float,
     c_int32,
     c_int64,
     c_size_t,
@@ -29,9 +30,10 @@ from ctypes import (
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ._errors import VersionMismatchError
+from ._errors import UnsupportedError, VersionMismatchError
 
-# --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_dlpack.h)
+# --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_ops.h,
+# dsk_dlpack.h)
 
 DSK_VERSION_MAJOR = 0
 DSK_VERSION_MINOR = 1
@@ -74,6 +76,14 @@ DSK_BACKEND_COUNT = 3
 DSK_MAX_NDIM = 8
 DSK_RANDOM_UNIFORM = 1
 DSK_RANDOM_NORMAL = 2
+
+DSK_FP8_BLOCK = 128
+DSK_QUANT_SCALE_POW2 = 1
+DSK_FP8_KERNEL_CPU_REFERENCE = 1
+DSK_FP8_KERNEL_BLOCK_SCALED = 2
+DSK_FP8_KERNEL_DEQUANT_GEMM = 3
+DSK_ROPE_INTERLEAVED = 0
+DSK_ROPE_HALF_SPLIT = 1
 
 DLPACK_MAJOR_VERSION = 1
 DLPACK_MINOR_VERSION = 1
@@ -243,6 +253,20 @@ class dsk_random_params(Structure):
     ]
 
 
+class dsk_rope_config(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("dim", c_int32),
+        ("theta", c_double),
+        ("factor", c_double),
+        ("original_seq_len", c_int64),
+        ("beta_fast", c_double),
+        ("beta_slow", c_double),
+        ("mscale", c_double),
+        ("mscale_all_dim", c_double),
+    ]
+
+
 # Name in the headers/manifest -> ctypes type, for the layout test.
 STRUCTS = {
     "dsk_backend_info": dsk_backend_info,
@@ -250,6 +274,7 @@ STRUCTS = {
     "dsk_allocator": dsk_allocator,
     "dsk_context_options": dsk_context_options,
     "dsk_random_params": dsk_random_params,
+    "dsk_rope_config": dsk_rope_config,
     "DLDeviceType": DLDeviceType,
     "DLDataTypeCode": DLDataTypeCode,
     "DLPackVersion": DLPackVersion,
@@ -329,6 +354,42 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "dsk_tensor_from_dlpack_versioned": (dsk_status, [c_void_p, _P(_tensor)]),
     "dsk_tensor_from_dlpack": (dsk_status, [c_void_p, _P(_tensor)]),
     "dsk_dltensor_validate": (dsk_status, [_P(DLTensor), c_char_p]),
+    # dsk_ops.h (optional tensors are NULL = None)
+    "dsk_gemm": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_int32, c_int32, c_float,
+         c_float],
+    ),
+    "dsk_linear": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_quant_fp8_act": (
+        dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), c_uint32]),
+    "dsk_dequant_fp8_act": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_quant_fp8_weight": (
+        dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), c_uint32]),
+    "dsk_dequant_fp8_weight": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_linear_fp8": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_uint32],
+    ),
+    "dsk_linear_fp8_kernel": (dsk_status, [_ctx, _P(c_int32)]),
+    "dsk_rmsnorm": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float]),
+    "dsk_add_rmsnorm": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float],
+    ),
+    "dsk_swiglu": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_swiglu_fused": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor)]),
+    "dsk_rope_config_init": (None, [_P(dsk_rope_config)]),
+    "dsk_rope_table": (dsk_status, [_ctx, _P(dsk_rope_config), _P(DLTensor), _P(DLTensor)]),
+    "dsk_rope_apply": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_int32],
+    ),
+    "dsk_softmax": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), c_float]),
+    "dsk_log_softmax": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), c_float]),
+    "dsk_argmax": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor)]),
+    "dsk_topk": (dsk_status, [_ctx, _P(DLTensor), c_int32, _P(DLTensor), _P(DLTensor)]),
+    "dsk_embedding": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
 }
 
 
@@ -352,7 +413,9 @@ def _candidates() -> List[str]:
 def load_library(path: Optional[str] = None, expected_abi: int = DSK_ABI_VERSION) -> ctypes.CDLL:
     """Loads libdsk (``path`` or the search order of the package docstring) and declares FUNCTIONS.
 
-    Raises OSError when no library loads and VersionMismatchError when its ABI is not ours.
+    Raises OSError when no library loads and VersionMismatchError when its ABI is not ours. A
+    function of FUNCTIONS the library does not export (an older libdsk of the same ABI) is listed
+    in MISSING and raises UnsupportedError when called.
     """
     paths: Sequence[str] = [path] if path else _candidates()
     errors = []
@@ -377,11 +440,35 @@ def load_library(path: Optional[str] = None, expected_abi: int = DSK_ABI_VERSION
             f"{expected_abi}; install a matching libdsk or dsk package",
             6,
         )
+    missing = []
     for name, (restype, argtypes) in FUNCTIONS.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            # A library of the same ABI that predates this function (functions are only ever
+            # added within an ABI version): everything else still works, and calling this one
+            # raises UnsupportedError. The test suite requires MISSING to be empty.
+            missing.append(name)
+            setattr(lib, name, _missing_function(name, lib._name))
+            continue
         fn.restype = restype
         fn.argtypes = argtypes
+    MISSING[:] = missing
     return lib
+
+
+# Names of FUNCTIONS the loaded library does not export (see load_library).
+MISSING: List[str] = []
+
+
+def _missing_function(name: str, path: str) -> object:
+    def missing(*args: object) -> int:
+        raise UnsupportedError(
+            f"dsk: {path} does not export {name}: the library is older than this package; "
+            f"install a matching libdsk", 2)
+
+    missing.__name__ = name
+    return missing
 
 
 lib = load_library()

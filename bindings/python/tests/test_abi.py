@@ -76,8 +76,15 @@ def test_every_c_function_has_a_binding_and_a_wrapper():
     assert not unwrapped, f"no Python-level wrapper for {unwrapped}"
     stale = set(_ffi.FUNCTIONS) - set(names)
     assert not stale, f"declared but not in the headers: {stale}"
+    assert not _ffi.MISSING, f"the library under test does not export {_ffi.MISSING}"
     for n in names:
         assert getattr(_ffi.lib, n).argtypes is not None or not _ffi.FUNCTIONS[n][1]
+
+
+def test_function_missing_from_an_older_library_raises_unsupported():
+    stub = _ffi._missing_function("dsk_future_op", "libdsk.so.1")
+    with pytest.raises(dsk.UnsupportedError, match="does not export dsk_future_op"):
+        stub(None)
 
 
 def test_versions():

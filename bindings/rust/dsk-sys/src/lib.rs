@@ -129,6 +129,18 @@ c_structs! {
         pub b: f64,
     }
 
+    pub struct dsk_rope_config {
+        pub struct_size: u32,
+        pub dim: i32,
+        pub theta: f64,
+        pub factor: f64,
+        pub original_seq_len: i64,
+        pub beta_fast: f64,
+        pub beta_slow: f64,
+        pub mscale: f64,
+        pub mscale_all_dim: f64,
+    }
+
     pub struct DLPackVersion {
         pub major: u32,
         pub minor: u32,
@@ -252,6 +264,14 @@ c_constants! {
     DSK_MAX_NDIM: i32 = 8;
     DSK_RANDOM_UNIFORM: i32 = 1;
     DSK_RANDOM_NORMAL: i32 = 2;
+    // dsk_ops.h
+    DSK_FP8_BLOCK: i64 = 128;
+    DSK_QUANT_SCALE_POW2: u32 = 1;
+    DSK_FP8_KERNEL_CPU_REFERENCE: i32 = 1;
+    DSK_FP8_KERNEL_BLOCK_SCALED: i32 = 2;
+    DSK_FP8_KERNEL_DEQUANT_GEMM: i32 = 3;
+    DSK_ROPE_INTERLEAVED: i32 = 0;
+    DSK_ROPE_HALF_SPLIT: i32 = 1;
     // dsk_dlpack.h
     DLPACK_MAJOR_VERSION: u32 = 1;
     DLPACK_MINOR_VERSION: u32 = 1;
@@ -357,4 +377,44 @@ c_functions! {
                                             out: *mut *mut dsk_tensor) -> dsk_status;
     pub fn dsk_tensor_from_dlpack(managed: *mut DLManagedTensor, out: *mut *mut dsk_tensor) -> dsk_status;
     pub fn dsk_dltensor_validate(tensor: *const DLTensor, name: *const c_char) -> dsk_status;
+    // dsk_ops.h (optional tensors are NULL)
+    pub fn dsk_gemm(ctx: *mut dsk_context, a: *const DLTensor, b: *const DLTensor, c: *const DLTensor,
+                    d: *const DLTensor, trans_a: i32, trans_b: i32, alpha: f32, beta: f32) -> dsk_status;
+    pub fn dsk_linear(ctx: *mut dsk_context, x: *const DLTensor, w: *const DLTensor, bias: *const DLTensor,
+                      y: *const DLTensor) -> dsk_status;
+    pub fn dsk_quant_fp8_act(ctx: *mut dsk_context, x: *const DLTensor, q: *const DLTensor,
+                             scales: *const DLTensor, flags: u32) -> dsk_status;
+    pub fn dsk_dequant_fp8_act(ctx: *mut dsk_context, q: *const DLTensor, scales: *const DLTensor,
+                               x: *const DLTensor) -> dsk_status;
+    pub fn dsk_quant_fp8_weight(ctx: *mut dsk_context, w: *const DLTensor, q: *const DLTensor,
+                                scales: *const DLTensor, flags: u32) -> dsk_status;
+    pub fn dsk_dequant_fp8_weight(ctx: *mut dsk_context, q: *const DLTensor, scales: *const DLTensor,
+                                  w: *const DLTensor) -> dsk_status;
+    pub fn dsk_linear_fp8(ctx: *mut dsk_context, x: *const DLTensor, x_scales: *const DLTensor,
+                          w: *const DLTensor, w_scales: *const DLTensor, y: *const DLTensor,
+                          flags: u32) -> dsk_status;
+    pub fn dsk_linear_fp8_kernel(ctx: *mut dsk_context, kernel: *mut i32) -> dsk_status;
+    pub fn dsk_rmsnorm(ctx: *mut dsk_context, x: *const DLTensor, weight: *const DLTensor,
+                       y: *const DLTensor, eps: f32) -> dsk_status;
+    pub fn dsk_add_rmsnorm(ctx: *mut dsk_context, x: *const DLTensor, residual: *const DLTensor,
+                           weight: *const DLTensor, y: *const DLTensor, residual_out: *const DLTensor,
+                           eps: f32) -> dsk_status;
+    pub fn dsk_swiglu(ctx: *mut dsk_context, gate: *const DLTensor, up: *const DLTensor,
+                      y: *const DLTensor) -> dsk_status;
+    pub fn dsk_swiglu_fused(ctx: *mut dsk_context, gate_up: *const DLTensor, y: *const DLTensor) -> dsk_status;
+    pub fn dsk_rope_config_init(config: *mut dsk_rope_config);
+    pub fn dsk_rope_table(ctx: *mut dsk_context, config: *const dsk_rope_config, cos: *const DLTensor,
+                          sin: *const DLTensor) -> dsk_status;
+    pub fn dsk_rope_apply(ctx: *mut dsk_context, x: *const DLTensor, positions: *const DLTensor,
+                          cos: *const DLTensor, sin: *const DLTensor, y: *const DLTensor,
+                          layout: i32) -> dsk_status;
+    pub fn dsk_softmax(ctx: *mut dsk_context, x: *const DLTensor, y: *const DLTensor,
+                       temperature: f32) -> dsk_status;
+    pub fn dsk_log_softmax(ctx: *mut dsk_context, x: *const DLTensor, y: *const DLTensor,
+                           temperature: f32) -> dsk_status;
+    pub fn dsk_argmax(ctx: *mut dsk_context, x: *const DLTensor, indices: *const DLTensor) -> dsk_status;
+    pub fn dsk_topk(ctx: *mut dsk_context, x: *const DLTensor, k: i32, values: *const DLTensor,
+                    indices: *const DLTensor) -> dsk_status;
+    pub fn dsk_embedding(ctx: *mut dsk_context, table: *const DLTensor, ids: *const DLTensor,
+                         out: *const DLTensor) -> dsk_status;
 }

@@ -51,3 +51,41 @@ fn versions_agree_with_headers() {
         assert_eq!(CStr::from_ptr(dsk_version_string()).to_str().unwrap(), DSK_VERSION_STRING);
     }
 }
+
+#[test]
+fn rope_config_init_and_struct_size() {
+    unsafe {
+        let mut cfg: dsk_rope_config = std::mem::zeroed();
+        dsk_rope_config_init(&mut cfg);
+        assert_eq!(cfg.struct_size as usize, std::mem::size_of::<dsk_rope_config>());
+        assert_eq!((cfg.dim, cfg.theta, cfg.factor, cfg.original_seq_len), (64, 10000.0, 40.0, 4096));
+        dsk_rope_config_init(std::ptr::null_mut()); // ignored
+
+        // A struct_size smaller than any released dsk_rope_config is refused.
+        let mut opts: dsk_context_options = std::mem::zeroed();
+        assert_eq!(dsk_context_options_init(&mut opts), DSK_OK);
+        opts.backend = DSK_BACKEND_CPU;
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(dsk_context_create(&opts, &mut ctx), DSK_OK);
+        let mut table = [0f32; 64];
+        let mut shape = [2i64, 32];
+        let dl = DLTensor {
+            data: table.as_mut_ptr().cast(),
+            device: DLDevice { device_type: kDLCPU, device_id: 0 },
+            ndim: 2,
+            dtype: DLDataType { code: kDLFloat, bits: 32, lanes: 1 },
+            shape: shape.as_mut_ptr(),
+            strides: std::ptr::null_mut(),
+            byte_offset: 0,
+        };
+        let mut table2 = [0f32; 64];
+        let dl2 = DLTensor { data: table2.as_mut_ptr().cast(), ..dl };
+        assert_eq!(dsk_rope_table(ctx, &cfg, &dl, &dl2), DSK_OK);
+        assert_eq!(table[0], 1.0);
+        cfg.struct_size = 4;
+        assert_eq!(dsk_rope_table(ctx, &cfg, &dl, &dl2), DSK_ERR_VERSION_MISMATCH);
+        assert!(last_error().contains("struct_size"), "message: {}", last_error());
+        assert_eq!(dsk_rope_table(ctx, std::ptr::null(), &dl, &dl2), DSK_ERR_INVALID_ARGUMENT);
+        dsk_context_destroy(ctx);
+    }
+}

@@ -20,17 +20,38 @@
 //! Ops take their tensor arguments as `&impl AsDLTensor` (inputs) or `&impl Writable` (outputs):
 //! a [`Tensor`] owned by dsk, a [`TensorRef`] / [`TensorMut`] borrowing a Rust slice, or a
 //! [`ManagedTensor`] from any DLPack producer.
+//!
+//! The core ops of `dsk_ops.h` (GEMM, FP8 quantization and the FP8 linear layer, RMSNorm, SwiGLU,
+//! RoPE, softmax, top-k, embedding) are [`Context`] methods:
+//!
+//! ```
+//! use dsk::{Context, GemmOptions, TensorMut, TensorRef};
+//!
+//! let ctx = Context::cpu()?;
+//! let a = [1.0f32, 2.0, 3.0, 4.0];                   // [[1, 2], [3, 4]]
+//! let b = [1.0f32, 0.0, 0.0, 1.0];                   // identity
+//! let mut d = [0f32; 4];
+//! ctx.gemm(&TensorRef::new(&a, &[2, 2])?, &TensorRef::new(&b, &[2, 2])?, None,
+//!          &TensorMut::new(&mut d, &[2, 2])?, &GemmOptions::default().trans_a(true))?;
+//! assert_eq!(d, [1.0, 3.0, 2.0, 4.0]);                // a^T
+//! let mut p = [0f32; 4];
+//! ctx.softmax(&TensorRef::new(&d, &[2, 2])?, &TensorMut::new(&mut p, &[2, 2])?, 1.0)?;
+//! assert!((p[0] + p[1] - 1.0).abs() < 1e-6);
+//! # Ok::<(), dsk::Error>(())
+//! ```
 
 mod backend;
 mod context;
 mod dtype;
 mod error;
+mod ops;
 mod tensor;
 
 pub use backend::{backend_info, backends, device_props, devices, Backend, BackendInfo, Device, DeviceProps};
 pub use context::{check_abi, Context, ContextBuilder, Distribution, RandomParams};
 pub use dtype::{convert_host, Bf16, DType, Element, Fp8E4M3, Fp8E5M2, F16};
 pub use error::{status_string, Error, ErrorKind, Result};
+pub use ops::{fp8_blocks, Fp8Kernel, GemmOptions, RopeConfig, RopeLayout};
 pub use tensor::{validate, AsDLTensor, ManagedTensor, ManagedTensorLegacy, Tensor, TensorMut, TensorRef, Writable};
 
 /// The raw layer, for what this crate does not wrap.
