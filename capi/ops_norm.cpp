@@ -41,18 +41,20 @@ DSK_API dsk_status dsk_swiglu_fused(dsk_context* ctx, const DLTensor* gate_up, c
   });
 }
 
-DSK_API void dsk_rope_config_init(dsk_rope_config* config) {
-  if (config == nullptr) return;
-  *config = dsk_rope_config{};
-  config->struct_size = sizeof(dsk_rope_config);
-  config->dim = 64;
-  config->theta = 10000.0;
-  config->factor = 40.0;
-  config->original_seq_len = 4096;
-  config->beta_fast = 32.0;
-  config->beta_slow = 1.0;
-  config->mscale = 1.0;
-  config->mscale_all_dim = 1.0;
+DSK_API dsk_status dsk_rope_config_init(dsk_rope_config* config) {
+  return dsk::capi_call(__func__, [&] {
+    dsk::check_arg(config != nullptr, "config is NULL, expected a dsk_rope_config");
+    *config = dsk_rope_config{};
+    config->struct_size = sizeof(dsk_rope_config);
+    config->dim = 64;
+    config->theta = 10000.0;
+    config->factor = 40.0;
+    config->original_seq_len = 4096;
+    config->beta_fast = 32.0;
+    config->beta_slow = 1.0;
+    config->mscale = 1.0;
+    config->mscale_all_dim = 1.0;
+  });
 }
 
 DSK_API dsk_status dsk_rope_table(dsk_context* ctx, const dsk_rope_config* config,

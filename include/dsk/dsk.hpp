@@ -246,7 +246,7 @@ inline void swiglu_fused(Context& ctx, const DLTensor* gate_up, const DLTensor* 
 // DeepSeek-V3's RoPE/YaRN configuration (dsk_rope_config_init); change fields as needed.
 inline dsk_rope_config rope_config() {
   dsk_rope_config config;
-  dsk_rope_config_init(&config);
+  check(dsk_rope_config_init(&config));
   return config;
 }
 inline void rope_table(Context& ctx, const dsk_rope_config& config, const DLTensor* cos,

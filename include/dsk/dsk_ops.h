@@ -155,8 +155,9 @@ typedef struct dsk_rope_config {
 } dsk_rope_config;
 
 /* Fills *config with DeepSeek-V3's values (dim 64, theta 10000, factor 40, original_seq_len 4096,
- * beta_fast 32, beta_slow 1, mscale 1, mscale_all_dim 1). NULL is ignored. */
-DSK_API void dsk_rope_config_init(dsk_rope_config* config);
+ * beta_fast 32, beta_slow 1, mscale 1, mscale_all_dim 1).
+ * Errors: DSK_ERR_INVALID_ARGUMENT (NULL config). */
+DSK_API dsk_status dsk_rope_config_init(dsk_rope_config* config);
 
 /* Writes the table for positions 0..P-1: cos and sin are [P, dim / 2] f32 (any device; computed
  * on the host and copied). */

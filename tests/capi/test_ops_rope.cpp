@@ -122,7 +122,8 @@ TEST_CASE("rope config init gives DeepSeek-V3's values") {
   CHECK(c.beta_slow == 1.0);
   CHECK(c.mscale == 1.0);
   CHECK(c.mscale_all_dim == 1.0);
-  dsk_rope_config_init(nullptr);  // ignored
+  expect_error(dsk_rope_config_init(nullptr), DSK_ERR_INVALID_ARGUMENT,
+               {"dsk_rope_config_init: config is NULL"});
 }
 
 TEST_CASE("rope table follows the DeepSeek-V3 formula") {

@@ -965,14 +965,14 @@ class RopeConfig:
     def deepseek_v3(cls) -> "RopeConfig":
         """The library's defaults (dsk_rope_config_init), which are DeepSeek-V3's."""
         raw = _ffi.dsk_rope_config()
-        _lib.dsk_rope_config_init(byref(raw))
+        _check(_lib.dsk_rope_config_init(byref(raw)))
         return cls(dim=raw.dim, theta=raw.theta, factor=raw.factor,
                    original_seq_len=raw.original_seq_len, beta_fast=raw.beta_fast,
                    beta_slow=raw.beta_slow, mscale=raw.mscale, mscale_all_dim=raw.mscale_all_dim)
 
     def _raw(self) -> Any:
         raw = _ffi.dsk_rope_config()
-        _lib.dsk_rope_config_init(byref(raw))  # struct_size
+        _check(_lib.dsk_rope_config_init(byref(raw)))  # struct_size
         raw.dim = self.dim
         raw.theta = self.theta
         raw.factor = self.factor

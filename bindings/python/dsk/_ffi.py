@@ -379,7 +379,7 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     ),
     "dsk_swiglu": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
     "dsk_swiglu_fused": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor)]),
-    "dsk_rope_config_init": (None, [_P(dsk_rope_config)]),
+    "dsk_rope_config_init": (dsk_status, [_P(dsk_rope_config)]),
     "dsk_rope_table": (dsk_status, [_ctx, _P(dsk_rope_config), _P(DLTensor), _P(DLTensor)]),
     "dsk_rope_apply": (
         dsk_status,

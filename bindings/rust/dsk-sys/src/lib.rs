@@ -402,7 +402,7 @@ c_functions! {
     pub fn dsk_swiglu(ctx: *mut dsk_context, gate: *const DLTensor, up: *const DLTensor,
                       y: *const DLTensor) -> dsk_status;
     pub fn dsk_swiglu_fused(ctx: *mut dsk_context, gate_up: *const DLTensor, y: *const DLTensor) -> dsk_status;
-    pub fn dsk_rope_config_init(config: *mut dsk_rope_config);
+    pub fn dsk_rope_config_init(config: *mut dsk_rope_config) -> dsk_status;
     pub fn dsk_rope_table(ctx: *mut dsk_context, config: *const dsk_rope_config, cos: *const DLTensor,
                           sin: *const DLTensor) -> dsk_status;
     pub fn dsk_rope_apply(ctx: *mut dsk_context, x: *const DLTensor, positions: *const DLTensor,

@@ -56,10 +56,10 @@ fn versions_agree_with_headers() {
 fn rope_config_init_and_struct_size() {
     unsafe {
         let mut cfg: dsk_rope_config = std::mem::zeroed();
-        dsk_rope_config_init(&mut cfg);
+        assert_eq!(dsk_rope_config_init(&mut cfg), DSK_OK);
         assert_eq!(cfg.struct_size as usize, std::mem::size_of::<dsk_rope_config>());
         assert_eq!((cfg.dim, cfg.theta, cfg.factor, cfg.original_seq_len), (64, 10000.0, 40.0, 4096));
-        dsk_rope_config_init(std::ptr::null_mut()); // ignored
+        assert_eq!(dsk_rope_config_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
 
         // A struct_size smaller than any released dsk_rope_config is refused.
         let mut opts: dsk_context_options = std::mem::zeroed();

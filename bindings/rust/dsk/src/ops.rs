@@ -127,7 +127,9 @@ impl RopeConfig {
 
     fn init_raw() -> sys::dsk_rope_config {
         let mut raw = unsafe { std::mem::zeroed::<sys::dsk_rope_config>() };
-        unsafe { sys::dsk_rope_config_init(&mut raw) };
+        // Only fails for a NULL pointer, which this never passes.
+        let status = unsafe { sys::dsk_rope_config_init(&mut raw) };
+        debug_assert_eq!(status, sys::DSK_OK);
         raw
     }
 
