@@ -3,34 +3,13 @@
 #ifndef DSK_CUDA_OPS_OPS_H_
 #define DSK_CUDA_OPS_OPS_H_
 
-#include "core/backend_iface.h"
+#include "core/backend_op_decls.h"
 
 namespace dsk {
 namespace cuda {
 
-dsk_status gemm(const dsk_exec* ex, const DLTensor* a, const DLTensor* b, const DLTensor* c,
-                const DLTensor* bias, const DLTensor* d, float alpha, float beta) noexcept;
-dsk_status quant_fp8(const dsk_exec* ex, const DLTensor* x, const DLTensor* q,
-                     const DLTensor* scales, int32_t is_weight, uint32_t flags) noexcept;
-dsk_status dequant_fp8(const dsk_exec* ex, const DLTensor* q, const DLTensor* scales,
-                       const DLTensor* x, int32_t is_weight) noexcept;
-dsk_status linear_fp8(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_scales,
-                      const DLTensor* w, const DLTensor* w_scales, const DLTensor* y,
-                      uint32_t flags) noexcept;
-dsk_status rmsnorm(const dsk_exec* ex, const DLTensor* x, const DLTensor* residual,
-                   const DLTensor* weight, const DLTensor* y, const DLTensor* residual_out,
-                   float eps) noexcept;
-dsk_status swiglu(const dsk_exec* ex, const DLTensor* gate, const DLTensor* up,
-                  const DLTensor* y) noexcept;
-dsk_status rope(const dsk_exec* ex, const DLTensor* x, const DLTensor* positions,
-                const DLTensor* cos, const DLTensor* sin, const DLTensor* y,
-                int32_t layout) noexcept;
-dsk_status softmax(const dsk_exec* ex, const DLTensor* x, const DLTensor* y, float inv_temperature,
-                   int32_t is_log) noexcept;
-dsk_status topk(const dsk_exec* ex, const DLTensor* x, int32_t k, const DLTensor* values,
-                const DLTensor* indices) noexcept;
-dsk_status embedding(const dsk_exec* ex, const DLTensor* table, const DLTensor* ids,
-                     const DLTensor* out) noexcept;
+DSK_BACKEND_OP_DECLS
+
 // DSK_FP8_KERNEL_* that linear_fp8 runs on `device`.
 int32_t linear_fp8_kernel(int32_t device) noexcept;
 
