@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <dsk/dsk.hpp>
+#include <memory>
 #include <string>
 
 namespace dsk::bench {
@@ -128,6 +130,27 @@ class LoopClock {
  private:
   std::chrono::steady_clock::time_point start_;
 };
+
+// Runs the benchmark loop over `op` (returning dsk_status) and returns its wall-clock seconds; a
+// failing status marks the benchmark failed (naming `what`) and ends the loop.
+template <class Op>
+double time_status_loop(benchmark::State& state, Op&& op, const char* what) {
+  const LoopClock clock;
+  for (auto _ : state) {
+    if (!check_status(state, op(), what)) break;
+  }
+  return clock.seconds();
+}
+
+// A CPU context for a benchmark program's main(), or nullptr after saying why on stderr.
+inline std::unique_ptr<dsk::Context> make_cpu_context(const char* program) {
+  try {
+    return std::make_unique<dsk::Context>(DSK_BACKEND_CPU);
+  } catch (const dsk::Error& e) {
+    std::fprintf(stderr, "%s: cannot create a CPU context: %s\n", program, e.what());
+    return nullptr;
+  }
+}
 
 // Reports bytes_per_second for `bytes_per_iteration` (read + written) and, when peak_gbps > 0,
 // %peak over `seconds` (the timed loop's total duration: wall or manual time).

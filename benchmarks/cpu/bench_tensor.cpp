@@ -5,9 +5,9 @@
 // bandwidth to get %peak (dsk cannot discover it).
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
 #include <exception>
 #include <memory>
+#include <string>
 
 #include "bench_util.h"
 #include "tensor_cases.h"
@@ -23,11 +23,7 @@ void run_case(benchmark::State& state, dsk::Context& ctx, const dsk::bench::Tens
     dsk::bench::fail(state, std::string("setup failed: ") + e.what());
     return;
   }
-  const dsk::bench::LoopClock clock;
-  for (auto _ : state) {
-    if (!dsk::bench::check_status(state, (*op)(), c.name)) break;
-  }
-  const double seconds = clock.seconds();
+  const double seconds = dsk::bench::time_status_loop(state, *op, c.name);
   dsk::bench::report_bytes(state, op->bytes(), seconds, peak_gbps);
   dsk::bench::report_items(state, op->items());
 }
@@ -38,13 +34,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-  std::unique_ptr<dsk::Context> ctx;
-  try {
-    ctx = std::make_unique<dsk::Context>(DSK_BACKEND_CPU);
-  } catch (const dsk::Error& e) {
-    std::fprintf(stderr, "dsk_bench_tensor: cannot create a CPU context: %s\n", e.what());
-    return 1;
-  }
+  const std::unique_ptr<dsk::Context> ctx = dsk::bench::make_cpu_context("dsk_bench_tensor");
+  if (!ctx) return 1;
   const double peak_gbps = dsk::bench::peak_memory_gbps(DSK_BACKEND_CPU, 0);
   dsk::bench::add_device_context(DSK_BACKEND_CPU, 0, peak_gbps);
 

@@ -13,24 +13,15 @@
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  std::unique_ptr<dsk::Context> ctx;
-  try {
-    ctx = std::make_unique<dsk::Context>(DSK_BACKEND_CPU);
-  } catch (const dsk::Error& e) {
-    std::fprintf(stderr, "dsk_bench_ops: cannot create a CPU context: %s\n", e.what());
-    return 1;
-  }
+  const std::unique_ptr<dsk::Context> ctx = dsk::bench::make_cpu_context("dsk_bench_ops");
+  if (!ctx) return 1;
   dsk::bench::OpsEnv env;
   env.ctx = ctx.get();
   env.backend = DSK_BACKEND_CPU;
   env.peak_gbps = dsk::bench::peak_memory_gbps(DSK_BACKEND_CPU, 0);
   env.peak_tflops = dsk::bench::peak_tflops(DSK_BACKEND_CPU);
   env.run = [](benchmark::State& state, const std::function<dsk_status()>& op) {
-    const dsk::bench::LoopClock clock;
-    for (auto _ : state) {
-      if (!dsk::bench::check_status(state, op(), "timed operation")) break;
-    }
-    return clock.seconds();
+    return dsk::bench::time_status_loop(state, op, "timed operation");
   };
   dsk::bench::add_device_context(DSK_BACKEND_CPU, 0, env.peak_gbps);
   try {

@@ -16,6 +16,7 @@
 #include "cuda/device.h"
 #include "cuda/error.h"
 #include "cuda/ops/elem_io.cuh"
+#include "cuda/ops/index_flag.h"
 #include "cuda/ops/softmax_kernels.h"
 
 namespace dsk {
@@ -172,41 +173,17 @@ dsk_status launch_embedding(const TensorInfo& table, const TensorInfo& ids, cons
   const int64_t cap = static_cast<int64_t>(sms) * 16;
   const auto blocks = static_cast<unsigned>(a.count < cap ? a.count : cap);
 
-  void* flag = nullptr;
-  DSK_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&flag, sizeof(unsigned long long), stream));
-  a.bad = static_cast<unsigned long long*>(flag);
-  cudaError_t err = cudaMemsetAsync(flag, 0xFF, sizeof(unsigned long long), stream);
-  dsk_status status = DSK_OK;
-  unsigned long long bad = ~0ull;
-  if (err != cudaSuccess) {
-    status = cuda_failure(err, "cudaMemsetAsync");
-  } else {
-    launch_gather(a, table, out, blocks, stream);
-    status = check_launch("embedding");
-    if (status == DSK_OK) {
-      err = cudaMemcpyAsync(&bad, flag, sizeof(bad), cudaMemcpyDeviceToHost, stream);
-      if (err != cudaSuccess) status = cuda_failure(err, "cudaMemcpyAsync");
-    }
-  }
-  const cudaError_t free_err = cudaFreeAsync(flag, stream);
-  if (status != DSK_OK) return status;
-  if (free_err != cudaSuccess) return cuda_failure(free_err, "cudaFreeAsync");
-  DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  if (bad == ~0ull) return DSK_OK;
-
-  // Name the offending id: read it back from the device.
-  const auto position = static_cast<int64_t>(bad);
+  IndexFlag flag(stream);
+  DSK_RETURN_IF_FAILED(flag.init());
+  a.bad = flag.get();
+  launch_gather(a, table, out, blocks, stream);
+  DSK_RETURN_IF_FAILED(check_launch("embedding"));
+  int64_t position = -1;
+  DSK_RETURN_IF_FAILED(flag.read(&position));
+  if (position < 0) return DSK_OK;
   int64_t value = 0;
-  const char* p = ids.data + position * ids.strides[0] * ids.elem_size;
-  if (ids.dtype_id == DSK_DTYPE_INT64) {
-    DSK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&value, p, 8, cudaMemcpyDeviceToHost, stream));
-    DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  } else {
-    int32_t v32 = 0;
-    DSK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&v32, p, 4, cudaMemcpyDeviceToHost, stream));
-    DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    value = v32;
-  }
+  DSK_RETURN_IF_FAILED(read_device_index(ids.data + position * ids.strides[0] * ids.elem_size,
+                                         ids.elem_size, stream, &value));
   return fail(DSK_ERR_INVALID_ARGUMENT,
               "ids[%lld] = %lld (flat index in row-major order), expected an id in [0, %lld) "
               "(table.shape[0])",

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "cuda/error.h"
+#include "cuda/ops/index_flag.h"
 #include "cuda/ops/launch.h"
 #include "cuda/ops/norm_host.h"
 #include "cuda/ops/norm_io.cuh"
@@ -72,52 +73,26 @@ dsk_status launch_rope(const RopeArgs& a, void* stream_ptr) noexcept {
   DSK_RETURN_IF_FAILED(elementwise_grid(count, &blocks));
   const bool aligned = operand_aligned(a.x) && operand_aligned(a.positions) &&
                        operand_aligned(a.cos) && operand_aligned(a.sin) && operand_aligned(a.y);
-  // Stream-ordered flag: the lowest token with a bad position, all ones when none.
-  unsigned long long* flag = nullptr;
-  DSK_CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&flag), sizeof(*flag), stream));
-  dsk_status status = DSK_OK;
-  cudaError_t err = cudaMemsetAsync(flag, 0xFF, sizeof(*flag), stream);
-  if (err != cudaSuccess) {
-    status = cuda_failure(err, "cudaMemsetAsync");
+  // The lowest token with a bad position (index_flag.h).
+  IndexFlag flag(stream);
+  DSK_RETURN_IF_FAILED(flag.init());
+  if (aligned && narrow_indices(count)) {
+    rope_kernel<true, true><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag.get());
+  } else if (aligned) {
+    rope_kernel<true, false><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag.get());
+  } else if (narrow_indices(count)) {
+    rope_kernel<false, true><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag.get());
   } else {
-    if (aligned && narrow_indices(count)) {
-      rope_kernel<true, true><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag);
-    } else if (aligned) {
-      rope_kernel<true, false><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag);
-    } else if (narrow_indices(count)) {
-      rope_kernel<false, true><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag);
-    } else {
-      rope_kernel<false, false><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag);
-    }
-    status = check_launch("rope");
+    rope_kernel<false, false><<<blocks, kElementwiseBlock, 0, stream>>>(a, count, flag.get());
   }
-  unsigned long long bad = ~0ull;
-  if (status == DSK_OK) {
-    err = cudaMemcpyAsync(&bad, flag, sizeof(bad), cudaMemcpyDeviceToHost, stream);
-    if (err != cudaSuccess) status = cuda_failure(err, "cudaMemcpyAsync");
-  }
-  err = cudaFreeAsync(flag, stream);
-  if (err != cudaSuccess && status == DSK_OK) status = cuda_failure(err, "cudaFreeAsync");
-  // The documented synchronization: the flag must be on the host before the call returns.
-  err = cudaStreamSynchronize(stream);
-  if (err != cudaSuccess && status == DSK_OK) status = cuda_failure(err, "cudaStreamSynchronize");
-  if (status != DSK_OK || bad == ~0ull) return status;
-  // Report the offending value like the CPU does (one more small read, error path only).
-  const auto t = static_cast<int64_t>(bad);
-  const char* q = a.positions.data + t * a.positions.stride[0] * a.positions.elem_size;
+  DSK_RETURN_IF_FAILED(check_launch("rope"));
+  int64_t t = -1;
+  DSK_RETURN_IF_FAILED(flag.read(&t));
+  if (t < 0) return DSK_OK;
   int64_t value = 0;
-  // On the op's stream (never the legacy default stream, which may be another device's or block
-  // on unrelated streams), then waited for.
-  if (a.positions.elem_size == 4) {
-    int32_t v32 = 0;
-    DSK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&v32, q, sizeof(v32), cudaMemcpyDeviceToHost, stream));
-    DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    value = v32;
-  } else {
-    DSK_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(&value, q, sizeof(value), cudaMemcpyDeviceToHost, stream));
-    DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  }
+  DSK_RETURN_IF_FAILED(
+      read_device_index(a.positions.data + t * a.positions.stride[0] * a.positions.elem_size,
+                        a.positions.elem_size, stream, &value));
   return fail(DSK_ERR_INVALID_ARGUMENT,
               "positions[%lld] = %lld, expected a position in [0, %lld) (the rows of cos and sin)",
               static_cast<long long>(t), static_cast<long long>(value),

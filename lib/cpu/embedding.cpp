@@ -37,7 +37,7 @@ dsk_status embedding(const dsk_exec* /*ex*/, const DLTensor* table_t, const DLTe
   return guarded([&] {
     const Layout table = check_tensor(table_t, "table", Access::kRead);
     const Layout ids = check_tensor(ids_t, "ids", Access::kRead);
-    const Layout out = check_tensor(out_t, "out", Access::kRead);
+    const Layout out = check_tensor(out_t, "out", Access::kWrite);
     check_arg(table.ndim == 2 && ids.ndim == 1 && out.ndim == 2 && out.shape[0] == ids.shape[0] &&
                   out.shape[1] == table.shape[1],
               "embedding: expected table [V, D], ids [T], out [T, D]");

@@ -8,6 +8,7 @@
 
 #include "common/convert.h"
 #include "common/fp8_block.h"
+#include "core/dtype_info.h"
 #include "core/error.h"
 #include "cpu/backend_guard.h"
 #include "cpu/norm_io.h"
@@ -105,23 +106,6 @@ DSK_NORM_INLINE float tile_scale_of(const Mat& x, const Tile& t, bool pow2, cons
   return fp8::tile_scale(f32_from_bits(m), pow2);
 }
 
-// fp8::e4m3fn_from_non_nan with the subnormal code (an integer 0..8) converted through int32,
-// which gives the same value and lets the compiler vectorize the loop (float -> uint32 has no
-// SSE/AVX2 instruction). Checked equal to e4m3fn_from_non_nan for every non-NaN f32.
-DSK_NORM_INLINE uint8_t e4m3fn_code(float v) {
-  const uint32_t bits = f32_bits(v);
-  const uint32_t sign = (bits >> 24) & 0x80u;
-  const uint32_t a = bits & 0x7FFFFFFFu;
-  const uint32_t rounded = a + 0x7FFFFu + ((a >> 20) & 1u);
-  const uint32_t normal = (rounded >> 20) - (120u << 3);
-  const bool small = a < 0x3C800000u;
-  const float t = f32_from_bits(small ? a : 0u) * 512.0f + 8388608.0f;
-  const auto sub = static_cast<uint32_t>(static_cast<int32_t>(t - 8388608.0f));
-  uint32_t mag = small ? sub : normal;
-  mag = mag < 0x7Eu ? mag : 0x7Eu;
-  return static_cast<uint8_t>(sign | mag);
-}
-
 // q = e4m3fn(v / scale) for a segment (v finite: the NaN check has run); scale 0 gives +0.
 DSK_NORM_INLINE void quantize_segment(const float* v, int64_t n, float scale, char* q,
                                       int64_t qstep) {
@@ -131,9 +115,9 @@ DSK_NORM_INLINE void quantize_segment(const float* v, int64_t n, float scale, ch
     return;
   }
   if (qstep == 1) {
-    for (int64_t i = 0; i < n; ++i) o[i] = e4m3fn_code(v[i] / scale);
+    for (int64_t i = 0; i < n; ++i) o[i] = fp8::e4m3fn_from_non_nan(v[i] / scale);
   } else {
-    for (int64_t i = 0; i < n; ++i) o[i * qstep] = e4m3fn_code(v[i] / scale);
+    for (int64_t i = 0; i < n; ++i) o[i * qstep] = fp8::e4m3fn_from_non_nan(v[i] / scale);
   }
 }
 
@@ -319,14 +303,6 @@ struct Dl3 {
   }
 };
 
-DLDataType f32_dtype() {
-  DLDataType t{};
-  t.code = kDLFloat;
-  t.bits = 32;
-  t.lanes = 1;
-  return t;
-}
-
 // Rows of w dequantized per GEMM call: bounds the f32 copy of w to about 64 MiB (a multiple of the
 // 128-row block, so each chunk reads whole scale rows).
 int64_t weight_chunk_rows(int64_t k) {
@@ -374,7 +350,7 @@ dsk_status linear_fp8(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_s
     }
     const int64_t chunk = std::min(n, weight_chunk_rows(k));
     std::vector<float> wf(static_cast<size_t>(chunk * k));
-    const DLDataType f32 = f32_dtype();
+    const DLDataType f32 = dtype_of_id(DSK_DTYPE_F32);
     Dl3 a(xf.data(), f32, m, k, k, 1);
     for (int64_t n0 = 0; n0 < n; n0 += chunk) {
       const int64_t nc = std::min(chunk, n - n0);

@@ -46,6 +46,31 @@ void check_at_least_1d(const Arg& a, const char* shape) {
   check_arg(a.l.ndim >= 1, "{} is a scalar, expected a tensor {}", a.name, shape);
 }
 
+// The data `a` of a quant/dequant call ([N, K] for a weight, [..., K] for activations), its
+// converted twin `b` (same shape) and the block scales of `a`.
+void check_blocked(const Arg& a, const Arg& b, const Arg& scales, bool is_weight) {
+  if (is_weight) {
+    check_ndim(a, 2);
+  } else {
+    check_at_least_1d(a, "[..., K]");
+  }
+  check_same_shape(a, b);
+  if (is_weight) {
+    check_weight_scales(scales, a);
+  } else {
+    check_act_scales(scales, a);
+  }
+}
+
+// A weight as is ([N, K]), activations as rows [R, K].
+void as_blocked(const Arg& a, bool is_weight, View& out) {
+  if (is_weight) {
+    as_is(a, out);
+  } else {
+    as_rows(a, out);
+  }
+}
+
 }  // namespace
 
 void quant_fp8(dsk_context& ctx, const DLTensor* x_t, const DLTensor* q_t, const DLTensor* s_t,
@@ -57,17 +82,7 @@ void quant_fp8(dsk_context& ctx, const DLTensor* x_t, const DLTensor* q_t, const
   check_dtype(q, DSK_DTYPE_FP8_E4M3FN);
   check_dtype(scales, DSK_DTYPE_F32);
   check_flags(flags);
-  if (is_weight) {
-    check_ndim(x, 2);
-  } else {
-    check_at_least_1d(x, "[..., K]");
-  }
-  check_same_shape(x, q);
-  if (is_weight) {
-    check_weight_scales(scales, x);
-  } else {
-    check_act_scales(scales, x);
-  }
+  check_blocked(x, q, scales, is_weight);
   check_no_overlap(q, x);
   check_no_overlap(scales, x);
   check_no_overlap(scales, q);
@@ -75,15 +90,9 @@ void quant_fp8(dsk_context& ctx, const DLTensor* x_t, const DLTensor* q_t, const
   View xv;
   View qv;
   View sv;
-  if (is_weight) {
-    as_is(x, xv);
-    as_is(q, qv);
-    as_is(scales, sv);
-  } else {
-    as_rows(x, xv);
-    as_rows(q, qv);
-    as_rows(scales, sv);
-  }
+  as_blocked(x, is_weight, xv);
+  as_blocked(q, is_weight, qv);
+  as_blocked(scales, is_weight, sv);
   if (x.l.numel == 0) return;
   auto fn = entry(t, t.backend->iface->quant_fp8, "quant_fp8");
   call(t, fn(&t.exec, xv.get(), qv.get(), sv.get(), is_weight ? 1 : 0, flags),
@@ -98,32 +107,16 @@ void dequant_fp8(dsk_context& ctx, const DLTensor* q_t, const DLTensor* s_t, con
   check_dtype(q, DSK_DTYPE_FP8_E4M3FN);
   check_dtype(scales, DSK_DTYPE_F32);
   check_float(x);
-  if (is_weight) {
-    check_ndim(q, 2);
-  } else {
-    check_at_least_1d(q, "[..., K]");
-  }
-  check_same_shape(q, x);
-  if (is_weight) {
-    check_weight_scales(scales, q);
-  } else {
-    check_act_scales(scales, q);
-  }
+  check_blocked(q, x, scales, is_weight);
   check_no_overlap(x, q);
   check_no_overlap(x, scales);
   const Target t = target(ctx, {&q, &scales, &x});
   View qv;
   View sv;
   View xv;
-  if (is_weight) {
-    as_is(q, qv);
-    as_is(scales, sv);
-    as_is(x, xv);
-  } else {
-    as_rows(q, qv);
-    as_rows(scales, sv);
-    as_rows(x, xv);
-  }
+  as_blocked(q, is_weight, qv);
+  as_blocked(scales, is_weight, sv);
+  as_blocked(x, is_weight, xv);
   if (x.l.numel == 0) return;
   auto fn = entry(t, t.backend->iface->dequant_fp8, "dequant_fp8");
   call(t, fn(&t.exec, qv.get(), sv.get(), xv.get(), is_weight ? 1 : 0),

@@ -17,10 +17,11 @@ Arg make_arg(const DLTensor* t, const char* name, Access access) {
   return a;
 }
 
-std::string shape_string(const Arg& a) {
-  std::string s = "[";
-  for (int32_t i = 0; i < a.l.ndim; ++i) s += (i ? ", " : "") + std::to_string(a.l.shape[i]);
-  return s + "]";
+// An optional argument passed as NULL.
+Arg absent(const char* name) {
+  Arg a;
+  a.name = name;
+  return a;
 }
 
 // Merges dims [0, count) of `a` into one (size, stride); false when they do not form one stride.
@@ -56,7 +57,7 @@ void merge_or_fail(const Arg& a, int32_t count, int64_t* size, int64_t* stride) 
   check_arg(merge_leading(a, count, size, stride),
             "{}: the leading dimensions of shape {} cannot be merged into one stride, expected a "
             "view that slices only its trailing dimensions (make it contiguous first)",
-            a.name, shape_string(a));
+            a.name, shape_text(a));
 }
 
 }  // namespace
@@ -65,21 +66,11 @@ Arg input(const DLTensor* t, const char* name) { return make_arg(t, name, Access
 Arg output(const DLTensor* t, const char* name) { return make_arg(t, name, Access::kWrite); }
 
 Arg optional_input(const DLTensor* t, const char* name) {
-  if (t == nullptr) {
-    Arg a;
-    a.name = name;
-    return a;
-  }
-  return input(t, name);
+  return t == nullptr ? absent(name) : input(t, name);
 }
 
 Arg optional_output(const DLTensor* t, const char* name) {
-  if (t == nullptr) {
-    Arg a;
-    a.name = name;
-    return a;
-  }
-  return output(t, name);
+  return t == nullptr ? absent(name) : output(t, name);
 }
 
 Target target(const dsk_context& ctx, std::initializer_list<const Arg*> args) {
@@ -140,22 +131,22 @@ void check_same_dtype(const Arg& a, const Arg& b) {
 
 void check_ndim(const Arg& a, int32_t ndim) {
   check_arg(a.l.ndim == ndim, "{} has {} dimensions (shape {}), expected {}", a.name, a.l.ndim,
-            shape_string(a), ndim);
+            shape_text(a), ndim);
 }
 
 void check_dim(const Arg& a, int32_t dim, int64_t size) {
   int32_t d = dim < 0 ? a.l.ndim + dim : dim;
   check_arg(d >= 0 && d < a.l.ndim, "{} has shape {}, expected a dimension {}", a.name,
-            shape_string(a), dim);
+            shape_text(a), dim);
   check_arg(a.l.shape[d] == size, "{}.shape[{}] = {} (shape {}), expected {}", a.name, d,
-            a.l.shape[d], shape_string(a), size);
+            a.l.shape[d], shape_text(a), size);
 }
 
 void check_same_shape(const Arg& a, const Arg& b) {
   bool same = a.l.ndim == b.l.ndim;
   for (int32_t i = 0; same && i < a.l.ndim; ++i) same = a.l.shape[i] == b.l.shape[i];
-  check_arg(same, "{} has shape {}, expected the shape of {} {}", b.name, shape_string(b), a.name,
-            shape_string(a));
+  check_arg(same, "{} has shape {}, expected the shape of {} {}", b.name, shape_text(b), a.name,
+            shape_text(a));
 }
 
 void check_same_leading(const Arg& a, const Arg& b, int32_t trailing) {
@@ -164,7 +155,7 @@ void check_same_leading(const Arg& a, const Arg& b, int32_t trailing) {
   bool same = na >= 0 && na == nb;
   for (int32_t i = 0; same && i < na; ++i) same = a.l.shape[i] == b.l.shape[i];
   check_arg(same, "{} has shape {}, expected the leading dimensions of {} {}", b.name,
-            shape_string(b), a.name, shape_string(a));
+            shape_text(b), a.name, shape_text(a));
 }
 
 bool same_view(const Arg& a, const Arg& b) noexcept {

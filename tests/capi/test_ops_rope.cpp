@@ -291,9 +291,7 @@ TEST_CASE("rope apply is the complex product in both layouts") {
   CpuContext ctx;
   const int64_t p_count = 50;
   const DefaultTable v3(ctx, p_count);
-  const Table& t = v3.t;
-  const std::vector<double>& cs = v3.cs;
-  const std::vector<double>& sn = v3.sn;
+  const auto& [config, t, cs, sn] = v3;
   const int64_t tokens = 7;
   const int64_t heads = 3;
   const int64_t d = 64;
@@ -343,9 +341,7 @@ TEST_CASE("rope apply on strided q_pe views, in place, and [T, D] keys") {
   CpuContext ctx;
   const int64_t p_count = 4096;
   const DefaultTable v3(ctx, p_count);
-  const Table& t = v3.t;
-  const std::vector<double>& cs = v3.cs;
-  const std::vector<double>& sn = v3.sn;
+  const auto& [config, t, cs, sn] = v3;
   const int64_t tokens = 5;
   const int64_t heads = 4;
   const int64_t d = 64;

@@ -160,8 +160,6 @@ void check(const Env& env, const Gemm& g) {
   }
 }
 
-std::string dname(int32_t id) { return dtype_name(id); }
-
 TEST_SUITE("cuda_ops") {
   TEST_CASE("cuda gemm every dtype combination, transposes, with and without C") {
     Env env;
@@ -172,8 +170,8 @@ TEST_SUITE("cuda_ops") {
         for (int t = 0; t < 4; ++t) {
           for (bool with_c : {false, true}) {
             const bool ta = (t & 1) != 0, tb = (t & 2) != 0;
-            CAPTURE(dname(ab));
-            CAPTURE(dname(cd));
+            CAPTURE(dtype_name(ab));
+            CAPTURE(dtype_name(cd));
             CAPTURE(ta);
             CAPTURE(tb);
             CAPTURE(with_c);
@@ -206,8 +204,8 @@ TEST_SUITE("cuda_ops") {
     const int64_t m = 33, n = 20, k = 50;
     for (int32_t ab : kGemmFloats) {
       for (int32_t dd : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
-        CAPTURE(dname(ab));
-        CAPTURE(dname(dd));
+        CAPTURE(dtype_name(ab));
+        CAPTURE(dtype_name(dd));
         // A column-major with padding; B with no unit stride (copied first); C column-major;
         // D row-major padded, then column-major, then with no unit stride, then offset by one
         // element (misaligned for vector loads).
@@ -237,8 +235,8 @@ TEST_SUITE("cuda_ops") {
     const int64_t bs = 3, m = 17, n = 24, k = 40;
     for (int32_t ab : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
       for (int32_t dd : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
-        CAPTURE(dname(ab));
-        CAPTURE(dname(dd));
+        CAPTURE(dtype_name(ab));
+        CAPTURE(dtype_name(dd));
         Operand a = make_operand(env, ab, row_major({bs, m, k}), 21);
         Operand b = make_operand(env, ab, row_major({bs, k, n}), 22);
         Operand a2 = make_operand(env, ab, row_major({m, k}), 23);
@@ -271,7 +269,7 @@ TEST_SUITE("cuda_ops") {
   TEST_CASE("cuda gemm K == 0 and empty outputs") {
     Env env;
     for (int32_t dd : kGemmFloats) {
-      CAPTURE(dname(dd));
+      CAPTURE(dtype_name(dd));
       Operand a = make_operand(env, DSK_DTYPE_F32, row_major({5, 0}), 31);
       Operand b = make_operand(env, DSK_DTYPE_F32, row_major({0, 6}), 32);
       Operand c = make_operand(env, dd, row_major({5, 6}), 33);
@@ -302,8 +300,8 @@ TEST_SUITE("cuda_ops") {
     for (int32_t xw : kGemmFloats) {
       for (int32_t yd : kGemmFloats) {
         for (int bias_kind = 0; bias_kind < 4; ++bias_kind) {  // none, f32, y's dtype, strided
-          CAPTURE(dname(xw));
-          CAPTURE(dname(yd));
+          CAPTURE(dtype_name(xw));
+          CAPTURE(dtype_name(yd));
           CAPTURE(bias_kind);
           Operand x = make_operand(env, xw, row_major({bs, seq, in}), 41);
           Operand w = make_operand(env, xw, row_major({out, in}), 42);

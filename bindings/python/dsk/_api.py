@@ -836,6 +836,14 @@ def _quant_flags(scale_pow2: bool) -> int:
     return _ffi.DSK_QUANT_SCALE_POW2 if scale_pow2 else 0
 
 
+def _call_op(fn: Callable[..., int], ctx: Optional[Context],
+             tensors: Tuple[Optional[TensorLike], ...], *extra: Any) -> None:
+    """fn(ctx handle, *borrowed tensors, *extra), raising on a failed status."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(*tensors)
+    _check(fn(cx.handle, *args.ptrs, *extra))
+
+
 def gemm(ctx: Optional[Context], a: TensorLike, b: TensorLike, d: TensorLike,
          c: Optional[TensorLike] = None, trans_a: bool = False, trans_b: bool = False,
          alpha: float = 1.0, beta: float = 0.0) -> None:
@@ -845,18 +853,14 @@ def gemm(ctx: Optional[Context], a: TensorLike, b: TensorLike, d: TensorLike,
     broadcast over the batch). a and b one float dtype, c and d any float dtype; f32 accumulation.
     c may be None (beta ignored) or d itself (d += ...).
     """
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(a, b, c, d)
-    _check(_lib.dsk_gemm(cx.handle, *args.ptrs, 1 if trans_a else 0, 1 if trans_b else 0,
-                         float(alpha), float(beta)))
+    _call_op(_lib.dsk_gemm, ctx, (a, b, c, d), 1 if trans_a else 0, 1 if trans_b else 0,
+             float(alpha), float(beta))
 
 
 def linear(ctx: Optional[Context], x: TensorLike, w: TensorLike, y: TensorLike,
            bias: Optional[TensorLike] = None) -> None:
     """y = x @ w.T + bias (dsk_linear): x [..., in], w [out, in], bias [out] or None, y [..., out]."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, w, bias, y)
-    _check(_lib.dsk_linear(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_linear, ctx, (x, w, bias, y))
 
 
 def quant_fp8_act(ctx: Optional[Context], x: TensorLike, q: TensorLike, scales: TensorLike,
@@ -865,34 +869,26 @@ def quant_fp8_act(ctx: Optional[Context], x: TensorLike, q: TensorLike, scales: 
 
     scale_pow2 rounds every scale up to a power of two (UE8M0, DSK_QUANT_SCALE_POW2).
     """
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, q, scales)
-    _check(_lib.dsk_quant_fp8_act(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+    _call_op(_lib.dsk_quant_fp8_act, ctx, (x, q, scales), _quant_flags(scale_pow2))
 
 
 def dequant_fp8_act(ctx: Optional[Context], q: TensorLike, scales: TensorLike,
                     x: TensorLike) -> None:
     """x = q * scales per 1 x 128 tile (dsk_dequant_fp8_act)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(q, scales, x)
-    _check(_lib.dsk_dequant_fp8_act(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_dequant_fp8_act, ctx, (q, scales, x))
 
 
 def quant_fp8_weight(ctx: Optional[Context], w: TensorLike, q: TensorLike, scales: TensorLike,
                      scale_pow2: bool = False) -> None:
     """Quantizes w [N, K] per 128 x 128 block: q [N, K] fp8_e4m3fn and
     scales [ceil(N/128), ceil(K/128)] f32 (the checkpoints' weight_scale_inv)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(w, q, scales)
-    _check(_lib.dsk_quant_fp8_weight(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+    _call_op(_lib.dsk_quant_fp8_weight, ctx, (w, q, scales), _quant_flags(scale_pow2))
 
 
 def dequant_fp8_weight(ctx: Optional[Context], q: TensorLike, scales: TensorLike,
                        w: TensorLike) -> None:
     """w = q * scales per 128 x 128 block (dsk_dequant_fp8_weight)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(q, scales, w)
-    _check(_lib.dsk_dequant_fp8_weight(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_dequant_fp8_weight, ctx, (q, scales, w))
 
 
 def linear_fp8(ctx: Optional[Context], x: TensorLike, w: TensorLike, w_scales: TensorLike,
@@ -903,9 +899,7 @@ def linear_fp8(ctx: Optional[Context], x: TensorLike, w: TensorLike, w_scales: T
     x is either a float tensor (x_scales None; quantized per 1 x 128 tile first, scale_pow2 as in
     quant_fp8_act) or fp8_e4m3fn with its tile scales x_scales (then scale_pow2 must be False).
     """
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, x_scales, w, w_scales, y)
-    _check(_lib.dsk_linear_fp8(cx.handle, *args.ptrs, _quant_flags(scale_pow2)))
+    _call_op(_lib.dsk_linear_fp8, ctx, (x, x_scales, w, w_scales, y), _quant_flags(scale_pow2))
 
 
 def linear_fp8_kernel(ctx: Optional[Context] = None) -> int:
@@ -919,9 +913,7 @@ def linear_fp8_kernel(ctx: Optional[Context] = None) -> int:
 def rmsnorm(ctx: Optional[Context], x: TensorLike, weight: TensorLike, y: TensorLike,
             eps: float = 1e-6) -> None:
     """y = x / sqrt(mean(x^2) + eps) * weight over the last dimension (y may be x)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, weight, y)
-    _check(_lib.dsk_rmsnorm(cx.handle, *args.ptrs, float(eps)))
+    _call_op(_lib.dsk_rmsnorm, ctx, (x, weight, y), float(eps))
 
 
 def add_rmsnorm(ctx: Optional[Context], x: TensorLike, residual: TensorLike, weight: TensorLike,
@@ -929,23 +921,17 @@ def add_rmsnorm(ctx: Optional[Context], x: TensorLike, residual: TensorLike, wei
     """h = x + residual, rounded to residual_out's dtype; residual_out = h;
     y = rmsnorm(h) * weight. residual_out may be residual and y may be x (in place).
     """
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, residual, weight, y, residual_out)
-    _check(_lib.dsk_add_rmsnorm(cx.handle, *args.ptrs, float(eps)))
+    _call_op(_lib.dsk_add_rmsnorm, ctx, (x, residual, weight, y, residual_out), float(eps))
 
 
 def swiglu(ctx: Optional[Context], gate: TensorLike, up: TensorLike, y: TensorLike) -> None:
     """y = silu(gate) * up, silu(g) = g / (1 + exp(-g))."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(gate, up, y)
-    _check(_lib.dsk_swiglu(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_swiglu, ctx, (gate, up, y))
 
 
 def swiglu_fused(ctx: Optional[Context], gate_up: TensorLike, y: TensorLike) -> None:
     """swiglu of gate_up [..., 2I] = [gate | up] into y [..., I]."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(gate_up, y)
-    _check(_lib.dsk_swiglu_fused(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_swiglu_fused, ctx, (gate_up, y))
 
 
 @dataclass
@@ -1022,25 +1008,19 @@ def rope_apply(ctx: Optional[Context], x: TensorLike, positions: TensorLike, cos
 
 def softmax(ctx: Optional[Context], x: TensorLike, y: TensorLike, temperature: float = 1.0) -> None:
     """y = softmax(x / temperature) over the last dimension (y may be x)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, y)
-    _check(_lib.dsk_softmax(cx.handle, *args.ptrs, float(temperature)))
+    _call_op(_lib.dsk_softmax, ctx, (x, y), float(temperature))
 
 
 def log_softmax(ctx: Optional[Context], x: TensorLike, y: TensorLike,
                 temperature: float = 1.0) -> None:
     """y = log_softmax(x / temperature) over the last dimension (y may be x)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, y)
-    _check(_lib.dsk_log_softmax(cx.handle, *args.ptrs, float(temperature)))
+    _call_op(_lib.dsk_log_softmax, ctx, (x, y), float(temperature))
 
 
 def argmax(ctx: Optional[Context], x: TensorLike, indices: TensorLike) -> None:
     """indices [...] (int32/int64) = index of each row's maximum of x [..., N]; ties to the lower
     index, NaN largest."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(x, indices)
-    _check(_lib.dsk_argmax(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_argmax, ctx, (x, indices))
 
 
 def topk(ctx: Optional[Context], x: TensorLike, k: int, indices: TensorLike,
@@ -1054,9 +1034,7 @@ def topk(ctx: Optional[Context], x: TensorLike, k: int, indices: TensorLike,
 
 def embedding(ctx: Optional[Context], table: TensorLike, ids: TensorLike, out: TensorLike) -> None:
     """out[..., :] = table[ids[...], :] for table [V, D] and int32/int64 ids in [0, V)."""
-    cx = _ctx_or_default(ctx)
-    args = _Borrowed(table, ids, out)
-    _check(_lib.dsk_embedding(cx.handle, *args.ptrs))
+    _call_op(_lib.dsk_embedding, ctx, (table, ids, out))
 
 
 # Which Python-level entry point covers each C function (checked by test_api_coverage).
