@@ -3,6 +3,7 @@
 
 #include "core/backend_iface.h"
 #include "cuda/backend.h"
+#include "cuda/deferred_error.h"
 #include "cuda/device.h"
 #include "cuda/error.h"
 
@@ -88,7 +89,8 @@ dsk_status synchronize(int32_t device, void* stream) noexcept {
   // Also surfaces errors of kernels queued earlier (illegal address, ...), which is the only
   // place asynchronous failures can be reported.
   DSK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(as_stream(stream)));
-  return DSK_OK;
+  // Index errors that asynchronous MLA kernels found on the device (cuda/deferred_error.h).
+  return take_deferred_error(device);
 }
 
 }  // namespace cuda

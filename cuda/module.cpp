@@ -46,6 +46,10 @@ const dsk_backend_iface kCudaIface = {
     softmax,
     topk,
     embedding,
+    mla_decode_plan,
+    mla_decode,
+    mla_cache_append,
+    mla_prefill,
 };
 
 void write_reason(char* reason, size_t reason_size, const char* format, ...)

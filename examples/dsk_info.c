@@ -70,8 +70,13 @@ static int round_trip(int32_t backend) {
     rc = fail("dsk_tensor_clone to the backend", s);
     goto done;
   }
-  if ((s = dsk_tensor_clone(host, dsk_tensor_dltensor(dev), f32, &back)) != DSK_OK) {
-    rc = fail("dsk_tensor_clone back to the host", s);
+  /* Back into host memory through ctx: a CPU context cannot read CUDA memory. */
+  if ((s = dsk_tensor_create(host, 2, shape, f32, &back)) != DSK_OK) {
+    rc = fail("dsk_tensor_create", s);
+    goto done;
+  }
+  if ((s = dsk_copy(ctx, dsk_tensor_dltensor(dev), dsk_tensor_dltensor(back))) != DSK_OK) {
+    rc = fail("dsk_copy back to the host", s);
     goto done;
   }
   if ((s = dsk_context_synchronize(ctx)) != DSK_OK) {

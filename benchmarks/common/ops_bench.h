@@ -62,6 +62,7 @@ void register_gemm_benchmarks(const OpsEnv& env);
 void register_fp8_benchmarks(const OpsEnv& env);
 void register_norm_benchmarks(const OpsEnv& env);     // RMSNorm, RoPE, SwiGLU
 void register_softmax_benchmarks(const OpsEnv& env);  // softmax, top-k, embedding
+void register_mla_benchmarks(const OpsEnv& env);      // MLA decode, prefill, append, absorb
 
 }  // namespace dsk::bench
 

@@ -10,6 +10,7 @@
 #  error "dsk.hpp is C++; C programs include dsk.h"
 #endif
 
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
@@ -277,6 +278,120 @@ inline void topk(Context& ctx, const DLTensor* x, int32_t k, const DLTensor* val
 inline void embedding(Context& ctx, const DLTensor* table, const DLTensor* ids,
                       const DLTensor* out) {
   check(dsk_embedding(ctx.get(), table, ids, out));
+}
+
+// ---- MLA attention (dsk_mla.h) -----------------------------------------------------------------
+// The same conventions as the core ops: the C arguments in the C order, tensors as
+// `const DLTensor*` (optional ones nullptr), flags as bool, failures thrown as dsk::Error. See
+// dsk_mla.h for shapes, dtypes and the exact semantics.
+
+// The reference's softmax scale: qk_head_dim^-0.5, times m^2 with m = 0.1 * mscale *
+// ln(rope_factor) + 1 when use_yarn and rope_factor > 1. DeepSeek-V3: mla_softmax_scale(192, 40,
+// 1, true) == 0.1352338f.
+inline float mla_softmax_scale(int64_t qk_head_dim, double rope_factor = 1.0, double mscale = 1.0,
+                               bool use_yarn = false) {
+  float scale = 0.0f;
+  check(dsk_mla_softmax_scale(qk_head_dim, rope_factor, mscale, use_yarn ? 1 : 0, &scale));
+  return scale;
+}
+
+// An absorbed-decode plan (dsk_mla_decode_plan): move-only, released on destruction. It fixes the
+// shapes, dtype and device of the tensors it was made from (their contents are not read) and may
+// be run with any context on that device, from any thread.
+class MlaDecodePlan {
+ public:
+  // An empty plan (every query throws; run fails with the library's error).
+  MlaDecodePlan() = default;
+  MlaDecodePlan(Context& ctx, const DLTensor* q, const DLTensor* kv_cache,
+                const DLTensor* block_table, const DLTensor* cache_seqlens, const DLTensor* out) {
+    check(dsk_mla_decode_plan_create(ctx.get(), q, kv_cache, block_table, cache_seqlens, out,
+                                     &plan_));
+  }
+  // Adopts a plan made by dsk_mla_decode_plan_create.
+  explicit MlaDecodePlan(dsk_mla_decode_plan* plan) noexcept : plan_(plan) {}
+  MlaDecodePlan(MlaDecodePlan&& other) noexcept : plan_(std::exchange(other.plan_, nullptr)) {}
+  MlaDecodePlan& operator=(MlaDecodePlan&& other) noexcept {
+    if (this != &other) {
+      dsk_mla_decode_plan_release(plan_);
+      plan_ = std::exchange(other.plan_, nullptr);
+    }
+    return *this;
+  }
+  MlaDecodePlan(const MlaDecodePlan&) = delete;
+  MlaDecodePlan& operator=(const MlaDecodePlan&) = delete;
+  ~MlaDecodePlan() { dsk_mla_decode_plan_release(plan_); }
+
+  const dsk_mla_decode_plan* get() const noexcept { return plan_; }
+  explicit operator bool() const noexcept { return plan_ != nullptr; }
+  // Releases the plan now (idempotent); the object becomes empty.
+  void reset() noexcept { dsk_mla_decode_plan_release(std::exchange(plan_, nullptr)); }
+
+  // Bytes of scratch run uses (0 when none): reserve this much context workspace to make run
+  // allocation-free and capturable.
+  size_t workspace_size() const {
+    size_t bytes = 0;
+    check(dsk_mla_decode_plan_workspace_size(plan_, &bytes));
+    return bytes;
+  }
+  // The number of pieces each request's keys are split into (1 = no split).
+  int32_t num_splits() const {
+    int32_t splits = 0;
+    check(dsk_mla_decode_plan_num_splits(plan_, &splits));
+    return splits;
+  }
+  // dsk_mla_decode_run with this plan; lse may be nullptr.
+  void run(Context& ctx, const DLTensor* q, const DLTensor* kv_cache, const DLTensor* block_table,
+           const DLTensor* cache_seqlens, float softmax_scale, bool causal, const DLTensor* out,
+           const DLTensor* lse = nullptr) const {
+    check(dsk_mla_decode_run(ctx.get(), plan_, q, kv_cache, block_table, cache_seqlens,
+                             softmax_scale, causal ? 1 : 0, out, lse));
+  }
+
+ private:
+  dsk_mla_decode_plan* plan_ = nullptr;
+};
+
+inline void mla_decode_run(Context& ctx, const MlaDecodePlan& plan, const DLTensor* q,
+                           const DLTensor* kv_cache, const DLTensor* block_table,
+                           const DLTensor* cache_seqlens, float softmax_scale, bool causal,
+                           const DLTensor* out, const DLTensor* lse = nullptr) {
+  plan.run(ctx, q, kv_cache, block_table, cache_seqlens, softmax_scale, causal, out, lse);
+}
+// Plan, run and release in one call; lse may be nullptr.
+inline void mla_decode(Context& ctx, const DLTensor* q, const DLTensor* kv_cache,
+                       const DLTensor* block_table, const DLTensor* cache_seqlens,
+                       float softmax_scale, bool causal, const DLTensor* out,
+                       const DLTensor* lse = nullptr) {
+  check(dsk_mla_decode(ctx.get(), q, kv_cache, block_table, cache_seqlens, softmax_scale,
+                       causal ? 1 : 0, out, lse));
+}
+// kv_cache[slot / page_size, slot % page_size, h] = [c_kv | k_pe] for slot_mapping[t] >= 0.
+inline void mla_cache_append(Context& ctx, const DLTensor* c_kv, const DLTensor* k_pe,
+                             const DLTensor* slot_mapping, const DLTensor* kv_cache) {
+  check(dsk_mla_cache_append(ctx.get(), c_kv, k_pe, slot_mapping, kv_cache));
+}
+// wkv_b_scale: the 128 x 128 block scales of an fp8 wkv_b, nullptr for float weights.
+inline void mla_absorb_q(Context& ctx, const DLTensor* q_nope, const DLTensor* wkv_b,
+                         const DLTensor* wkv_b_scale, const DLTensor* q_latent) {
+  check(dsk_mla_absorb_q(ctx.get(), q_nope, wkv_b, wkv_b_scale, q_latent));
+}
+inline void mla_absorb_out(Context& ctx, const DLTensor* o_latent, const DLTensor* wkv_b,
+                           const DLTensor* wkv_b_scale, const DLTensor* o) {
+  check(dsk_mla_absorb_out(ctx.get(), o_latent, wkv_b, wkv_b_scale, o));
+}
+// k_pe may be nullptr (then k holds only the dn decompressed values per head).
+inline void mla_decompress_kv(Context& ctx, const DLTensor* c_kv, const DLTensor* k_pe,
+                              const DLTensor* wkv_b, const DLTensor* wkv_b_scale, const DLTensor* k,
+                              const DLTensor* v) {
+  check(dsk_mla_decompress_kv(ctx.get(), c_kv, k_pe, wkv_b, wkv_b_scale, k, v));
+}
+// cu_seqlens_k nullptr: the same as cu_seqlens_q; lse may be nullptr.
+inline void mla_prefill(Context& ctx, const DLTensor* q, const DLTensor* k, const DLTensor* v,
+                        const DLTensor* cu_seqlens_q, const DLTensor* cu_seqlens_k,
+                        float softmax_scale, bool causal, const DLTensor* out,
+                        const DLTensor* lse = nullptr) {
+  check(dsk_mla_prefill(ctx.get(), q, k, v, cu_seqlens_q, cu_seqlens_k, softmax_scale,
+                        causal ? 1 : 0, out, lse));
 }
 
 }  // namespace dsk

@@ -19,12 +19,35 @@ extern "C" {
 #endif
 
 // Bump whenever a field of dsk_backend_iface changes meaning or position.
-#define DSK_BACKEND_IFACE_VERSION 2
+#define DSK_BACKEND_IFACE_VERSION 3
 
 // Directions for dsk_backend_iface::memcpy.
 #define DSK_MEMCPY_HOST_TO_DEVICE 1
 #define DSK_MEMCPY_DEVICE_TO_HOST 2
 #define DSK_MEMCPY_DEVICE_TO_DEVICE 3
+
+// Shapes of an MLA decode plan (dsk_mla.h): q [batch, s_q, h_q, head_dim], kv_cache
+// [*, page_size, h_kv, head_dim], block_table [batch, max_pages], out [..., head_dim_v].
+typedef struct dsk_mla_decode_shape {
+  int64_t batch;
+  int64_t s_q;
+  int64_t h_q;
+  int64_t h_kv;
+  int64_t head_dim;
+  int64_t head_dim_v;
+  int64_t page_size;
+  int64_t max_pages;
+  int32_t dtype_id;  // DSK_DTYPE_BF16 or DSK_DTYPE_F16 (q, kv_cache and out)
+  int32_t reserved;
+} dsk_mla_decode_shape;
+
+// A backend's schedule for one decode shape, chosen by mla_decode_plan and handed back to every
+// mla_decode call of that plan.
+typedef struct dsk_mla_decode_work {
+  int32_t num_splits;  // pieces the keys of one request are split into, >= 1
+  int32_t reserved;
+  size_t workspace_bytes;  // scratch mla_decode needs (partial outputs and lse), 0 for none
+} dsk_mla_decode_work;
 
 // Where an op runs and the scratch memory it may use. workspace is the context's device workspace
 // (may be NULL/0); ops needing more scratch allocate stream-ordered memory themselves.
@@ -122,6 +145,33 @@ typedef struct dsk_backend_iface {
   // out [T, D] = table [V, D] rows at ids [T]; ids out of [0, V) give DSK_ERR_INVALID_ARGUMENT.
   dsk_status (*embedding)(const dsk_exec* ex, const DLTensor* table, const DLTensor* ids,
                           const DLTensor* out);
+
+  // ---- MLA (dsk_mla.h). Tensors keep the ranks the header gives (up to 4-D), always with
+  // explicit strides; the last dimension of q, kv_cache and out has stride 1. Errors in data that
+  // lives on the device (block_table entries, seqlens, slots, cu_seqlens) are checked by the CPU
+  // backend before it writes anything; a device backend skips the bad item without reading out of
+  // bounds and reports the error from its next synchronize.
+
+  // Chooses the split-KV schedule for `shape` on `device` (shape already validated).
+  dsk_status (*mla_decode_plan)(int32_t device, const dsk_mla_decode_shape* shape,
+                                dsk_mla_decode_work* work);
+  // q [B, S, Hq, D], kv_cache [P, page, Hkv, D], block_table [B, max_pages] int32, seqlens [B]
+  // int32, out [B, S, Hq, Dv], lse [B, Hq, S] f32 or NULL; `work` from mla_decode_plan for these
+  // shapes. Uses ex->workspace when ex->workspace_bytes >= work->workspace_bytes (then it must
+  // neither allocate nor synchronize), else allocates its scratch.
+  dsk_status (*mla_decode)(const dsk_exec* ex, const DLTensor* q, const DLTensor* kv_cache,
+                           const DLTensor* block_table, const DLTensor* seqlens,
+                           const DLTensor* out, const DLTensor* lse, float scale, int32_t causal,
+                           const dsk_mla_decode_work* work);
+  // c_kv [T, Hkv, Dv], k_pe [T, Hkv, D - Dv] (any float dtypes), slots [T] int64,
+  // kv_cache [P, page, Hkv, D].
+  dsk_status (*mla_cache_append)(const dsk_exec* ex, const DLTensor* c_kv, const DLTensor* k_pe,
+                                 const DLTensor* slots, const DLTensor* kv_cache);
+  // q [Tq, H, Dqk], k [Tk, Hk, Dqk], v [Tk, Hk, Dv], cu_q/cu_k [B + 1] int32 (cu_k may be the same
+  // tensor as cu_q), out [Tq, H, Dv], lse [H, Tq] f32 or NULL.
+  dsk_status (*mla_prefill)(const dsk_exec* ex, const DLTensor* q, const DLTensor* k,
+                            const DLTensor* v, const DLTensor* cu_q, const DLTensor* cu_k,
+                            const DLTensor* out, const DLTensor* lse, float scale, int32_t causal);
 } dsk_backend_iface;
 
 // Exported by a backend module (the only two symbols it exports):

@@ -32,7 +32,19 @@ dsk_status softmax(const dsk_exec* ex, const DLTensor* x, const DLTensor* y, flo
 dsk_status topk(const dsk_exec* ex, const DLTensor* x, int32_t k, const DLTensor* values, \
                 const DLTensor* indices) noexcept; \
 dsk_status embedding(const dsk_exec* ex, const DLTensor* table, const DLTensor* ids, \
-                     const DLTensor* out) noexcept;
+                     const DLTensor* out) noexcept; \
+dsk_status mla_decode_plan(int32_t device, const dsk_mla_decode_shape* shape, \
+                           dsk_mla_decode_work* work) noexcept; \
+dsk_status mla_decode(const dsk_exec* ex, const DLTensor* q, const DLTensor* kv_cache, \
+                      const DLTensor* block_table, const DLTensor* seqlens, const DLTensor* out, \
+                      const DLTensor* lse, float scale, int32_t causal, \
+                      const dsk_mla_decode_work* work) noexcept; \
+dsk_status mla_cache_append(const dsk_exec* ex, const DLTensor* c_kv, const DLTensor* k_pe, \
+                            const DLTensor* slots, const DLTensor* kv_cache) noexcept; \
+dsk_status mla_prefill(const dsk_exec* ex, const DLTensor* q, const DLTensor* k, \
+                       const DLTensor* v, const DLTensor* cu_q, const DLTensor* cu_k, \
+                       const DLTensor* out, const DLTensor* lse, float scale, \
+                       int32_t causal) noexcept;
 // clang-format on
 
 #endif  // DSK_LIB_CORE_BACKEND_OP_DECLS_H_

@@ -131,6 +131,10 @@ const dsk_backend_iface kCpuIface = {
     cpu::softmax,
     cpu::topk,
     cpu::embedding,
+    cpu::mla_decode_plan,
+    cpu::mla_decode,
+    cpu::mla_cache_append,
+    cpu::mla_prefill,
 };
 
 }  // namespace

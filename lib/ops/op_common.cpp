@@ -220,7 +220,7 @@ void as_batches(const Arg& a, View& out) {
 }
 
 void as_is(const Arg& a, View& out) {
-  check_arg(!a.present || a.l.ndim <= 3, "{} has {} dimensions, expected at most 3", a.name,
+  check_arg(!a.present || a.l.ndim <= 4, "{} has {} dimensions, expected at most 4", a.name,
             a.l.ndim);
   out.set(a, a.l.ndim, a.l.shape, a.l.strides);
 }

@@ -69,7 +69,7 @@ bool same_view(const Arg& a, const Arg& b) noexcept;
 // allow_same_view, an exact alias (same_view) is accepted.
 void check_no_overlap(const Arg& out, const Arg& in, bool allow_same_view = false);
 
-// A DLTensor over an Arg's memory with a shape/strides of its own (up to 3 dims), built by the
+// A DLTensor over an Arg's memory with a shape/strides of its own (up to 4 dims), built by the
 // reshaping helpers below. Not copyable: the DLTensor points into the object.
 class View {
  public:
@@ -86,8 +86,8 @@ class View {
 
  private:
   DLTensor dl_{};
-  int64_t shape_[3] = {};
-  int64_t strides_[3] = {};
+  int64_t shape_[4] = {};
+  int64_t strides_[4] = {};
   bool present_ = false;
 };
 
@@ -97,7 +97,7 @@ class View {
 void as_rows(const Arg& a, View& out);
 // [..., M, N] as [R, M, N], merging the dims before the last two the same way.
 void as_batches(const Arg& a, View& out);
-// The Arg's own shape and strides (ndim <= 3).
+// The Arg's own shape and strides (ndim <= 4).
 void as_is(const Arg& a, View& out);
 // Number of rows as_rows would give (product of all but the last dim).
 int64_t rows_of(const Arg& a) noexcept;

@@ -138,6 +138,10 @@ const dsk_backend_iface kTable = {
     nullptr,  // softmax
     nullptr,  // topk
     nullptr,  // embedding
+    nullptr,  // mla_decode_plan
+    nullptr,  // mla_decode
+    nullptr,  // mla_cache_append
+    nullptr,  // mla_prefill
 };
 
 }  // namespace

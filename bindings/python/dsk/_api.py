@@ -1037,6 +1037,184 @@ def embedding(ctx: Optional[Context], table: TensorLike, ids: TensorLike, out: T
     _call_op(_lib.dsk_embedding, ctx, (table, ids, out))
 
 
+# --- MLA attention (dsk_mla.h)
+#
+# The conventions of the ops above: tensors as dsk.Tensor or any DLPack producer, outputs passed in
+# and written, ctx=None for the process-wide CPU context. Required arguments come in the C order,
+# optional ones (None = NULL, causal) are keywords. Shapes and semantics: dsk_mla.h.
+
+
+def mla_softmax_scale(qk_head_dim: int, rope_factor: float = 1.0, mscale: float = 1.0,
+                      use_yarn: bool = False) -> float:
+    """The reference's softmax scale (dsk_mla_softmax_scale): qk_head_dim**-0.5, times m**2 with
+    m = 0.1 * mscale * ln(rope_factor) + 1 when use_yarn and rope_factor > 1.
+
+    DeepSeek-V3: mla_softmax_scale(192, 40.0, 1.0, True) == 0.1352338 (an f32 value).
+    """
+    out = ctypes.c_float()
+    _check(_lib.dsk_mla_softmax_scale(int(qk_head_dim), float(rope_factor), float(mscale),
+                                      1 if use_yarn else 0, byref(out)))
+    return out.value
+
+
+class MlaDecodePlan:
+    """An absorbed-decode plan (dsk_mla_decode_plan) for tensors of these shapes, dtype and device.
+
+    Made from the tensors later passed to run() (their contents are not read): q [B, S, Hq, D],
+    kv_cache [num_pages, page_size, Hkv, D], block_table [B, max_pages] int32, cache_seqlens [B]
+    int32, out [B, S, Hq, Dv]. One plan serves every layer and step with the same batch shape (the
+    number of pages may differ). Use as a context manager or call close(); collected plans are
+    released too.
+    """
+
+    def __init__(self, ctx: Optional[Context], q: TensorLike, kv_cache: TensorLike,
+                 block_table: TensorLike, cache_seqlens: TensorLike, out: TensorLike) -> None:
+        self._h: Optional[int] = None
+        cx = _ctx_or_default(ctx)
+        args = _Borrowed(q, kv_cache, block_table, cache_seqlens, out)
+        h = c_void_p()
+        _check(_lib.dsk_mla_decode_plan_create(cx.handle, *args.ptrs, byref(h)))
+        self._h = h.value
+
+    @property
+    def handle(self) -> int:
+        """The dsk_mla_decode_plan* address; ValueError after close()."""
+        h = getattr(self, "_h", None)
+        if h is None:
+            raise ValueError("dsk: the MLA decode plan is closed")
+        return h
+
+    def close(self) -> None:
+        """Releases the plan (idempotent)."""
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            _lib.dsk_mla_decode_plan_release(h)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "MlaDecodePlan":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def workspace_size(self) -> int:
+        """Bytes of scratch run() uses (0 when none): a context workspace at least this large
+        (Context.reserve_workspace) makes run allocation-free and capturable."""
+        out = c_size_t()
+        _check(_lib.dsk_mla_decode_plan_workspace_size(self.handle, byref(out)))
+        return out.value
+
+    @property
+    def num_splits(self) -> int:
+        """The number of pieces each request's keys are split into (1 = no split)."""
+        out = c_int32()
+        _check(_lib.dsk_mla_decode_plan_num_splits(self.handle, byref(out)))
+        return out.value
+
+    def run(self, ctx: Optional[Context], q: TensorLike, kv_cache: TensorLike,
+            block_table: TensorLike, cache_seqlens: TensorLike, softmax_scale: float,
+            out: TensorLike, causal: bool = False, lse: Optional[TensorLike] = None) -> None:
+        """mla_decode_run with this plan."""
+        mla_decode_run(ctx, self, q, kv_cache, block_table, cache_seqlens, softmax_scale, out,
+                       causal=causal, lse=lse)
+
+    def __repr__(self) -> str:
+        if getattr(self, "_h", None) is None:
+            return "<dsk.MlaDecodePlan closed>"
+        return (f"<dsk.MlaDecodePlan num_splits={self.num_splits} "
+                f"workspace_size={self.workspace_size}>")
+
+
+def mla_decode_plan(ctx: Optional[Context], q: TensorLike, kv_cache: TensorLike,
+                    block_table: TensorLike, cache_seqlens: TensorLike,
+                    out: TensorLike) -> MlaDecodePlan:
+    """A decode plan for tensors like these (dsk_mla_decode_plan_create); see MlaDecodePlan."""
+    return MlaDecodePlan(ctx, q, kv_cache, block_table, cache_seqlens, out)
+
+
+def mla_decode_run(ctx: Optional[Context], plan: MlaDecodePlan, q: TensorLike,
+                   kv_cache: TensorLike, block_table: TensorLike, cache_seqlens: TensorLike,
+                   softmax_scale: float, out: TensorLike, causal: bool = False,
+                   lse: Optional[TensorLike] = None) -> None:
+    """Absorbed MLA decode over the paged latent cache with a plan (dsk_mla_decode_run).
+
+    out [B, S, Hq, Dv] = softmax(q . K * softmax_scale) @ V per query head, K the cached rows
+    [Dv | rope], V their first Dv values; lse [B, Hq, S] f32 or None. causal: query j of request
+    b sees the first cache_seqlens[b] - S + j + 1 tokens (else all cache_seqlens[b]).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(q, kv_cache, block_table, cache_seqlens, out, lse)
+    p = args.ptrs
+    _check(_lib.dsk_mla_decode_run(cx.handle, plan.handle, p[0], p[1], p[2], p[3],
+                                   float(softmax_scale), 1 if causal else 0, p[4], p[5]))
+
+
+def mla_decode(ctx: Optional[Context], q: TensorLike, kv_cache: TensorLike,
+               block_table: TensorLike, cache_seqlens: TensorLike, softmax_scale: float,
+               out: TensorLike, causal: bool = False, lse: Optional[TensorLike] = None) -> None:
+    """mla_decode_run with a plan made and released in the call (dsk_mla_decode)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(q, kv_cache, block_table, cache_seqlens, out, lse)
+    p = args.ptrs
+    _check(_lib.dsk_mla_decode(cx.handle, p[0], p[1], p[2], p[3], float(softmax_scale),
+                               1 if causal else 0, p[4], p[5]))
+
+
+def mla_cache_append(ctx: Optional[Context], c_kv: TensorLike, k_pe: TensorLike,
+                     slot_mapping: TensorLike, kv_cache: TensorLike) -> None:
+    """Writes T tokens into the latent cache (dsk_mla_cache_append): for slot_mapping[t] = s >= 0,
+    kv_cache[s // page_size, s % page_size, h] = [c_kv[t, h] | k_pe[t, h]] (slot -1 skips).
+
+    c_kv [T, Hkv, Dv] or [T, Dv], k_pe [T, Hkv, D - Dv] or [T, D - Dv], slot_mapping [T] int64.
+    """
+    _call_op(_lib.dsk_mla_cache_append, ctx, (c_kv, k_pe, slot_mapping, kv_cache))
+
+
+def mla_absorb_q(ctx: Optional[Context], q_nope: TensorLike, wkv_b: TensorLike,
+                 q_latent: TensorLike, wkv_b_scale: Optional[TensorLike] = None) -> None:
+    """q_latent[t, h] = q_nope[t, h] @ W_UK[h] (dsk_mla_absorb_q): q_nope [T, H, dn] ->
+    q_latent [T, H, Dc]. wkv_b [H * (dn + dv), Dc]; wkv_b_scale: its 128 x 128 block scales when
+    it is fp8_e4m3fn, else None."""
+    _call_op(_lib.dsk_mla_absorb_q, ctx, (q_nope, wkv_b, wkv_b_scale, q_latent))
+
+
+def mla_absorb_out(ctx: Optional[Context], o_latent: TensorLike, wkv_b: TensorLike,
+                   o: TensorLike, wkv_b_scale: Optional[TensorLike] = None) -> None:
+    """o[t, h] = o_latent[t, h] @ W_UV[h].T (dsk_mla_absorb_out): o_latent [T, H, Dc] ->
+    o [T, H, dv]."""
+    _call_op(_lib.dsk_mla_absorb_out, ctx, (o_latent, wkv_b, wkv_b_scale, o))
+
+
+def mla_decompress_kv(ctx: Optional[Context], c_kv: TensorLike, wkv_b: TensorLike, k: TensorLike,
+                      v: TensorLike, k_pe: Optional[TensorLike] = None,
+                      wkv_b_scale: Optional[TensorLike] = None) -> None:
+    """Per-head keys and values from latents (dsk_mla_decompress_kv): k[t, h, :dn] =
+    c_kv[t] @ W_UK[h].T, v[t, h] = c_kv[t] @ W_UV[h].T and, with k_pe [T, Dr], k[t, h, dn:] =
+    k_pe[t]. c_kv [T, Dc], k [T, H, dn (+ Dr)], v [T, H, dv]."""
+    _call_op(_lib.dsk_mla_decompress_kv, ctx, (c_kv, k_pe, wkv_b, wkv_b_scale, k, v))
+
+
+def mla_prefill(ctx: Optional[Context], q: TensorLike, k: TensorLike, v: TensorLike,
+                cu_seqlens_q: TensorLike, softmax_scale: float, out: TensorLike,
+                causal: bool = False, cu_seqlens_k: Optional[TensorLike] = None,
+                lse: Optional[TensorLike] = None) -> None:
+    """Variable-length MHA-form attention (dsk_mla_prefill): q [Tq, H, Dqk], k [Tk, Hk, Dqk],
+    v [Tk, Hk, Dv] -> out [Tq, H, Dv], lse [H, Tq] f32 or None; request b owns query rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1] and key rows cu_seqlens_k[b]:cu_seqlens_k[b+1] (int32;
+    None = cu_seqlens_q). causal: query j sees keys 0 .. n_k - n_q + j."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(q, k, v, cu_seqlens_q, cu_seqlens_k, out, lse)
+    p = args.ptrs
+    _check(_lib.dsk_mla_prefill(cx.handle, p[0], p[1], p[2], p[3], p[4], float(softmax_scale),
+                                1 if causal else 0, p[5], p[6]))
+
+
 # Which Python-level entry point covers each C function (checked by test_api_coverage).
 WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_version_number": version_number,
@@ -1106,4 +1284,16 @@ WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_argmax": argmax,
     "dsk_topk": topk,
     "dsk_embedding": embedding,
+    "dsk_mla_softmax_scale": mla_softmax_scale,
+    "dsk_mla_decode_plan_create": MlaDecodePlan,
+    "dsk_mla_decode_plan_release": MlaDecodePlan.close,
+    "dsk_mla_decode_plan_workspace_size": MlaDecodePlan.workspace_size.fget,  # type: ignore[attr-defined]
+    "dsk_mla_decode_plan_num_splits": MlaDecodePlan.num_splits.fget,  # type: ignore[attr-defined]
+    "dsk_mla_decode_run": mla_decode_run,
+    "dsk_mla_decode": mla_decode,
+    "dsk_mla_cache_append": mla_cache_append,
+    "dsk_mla_absorb_q": mla_absorb_q,
+    "dsk_mla_absorb_out": mla_absorb_out,
+    "dsk_mla_decompress_kv": mla_decompress_kv,
+    "dsk_mla_prefill": mla_prefill,
 }

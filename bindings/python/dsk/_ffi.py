@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ._errors import UnsupportedError, VersionMismatchError
 
 # --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_ops.h,
-# dsk_dlpack.h)
+# dsk_dlpack.h; dsk_mla.h declares none)
 
 DSK_VERSION_MAJOR = 0
 DSK_VERSION_MINOR = 1
@@ -290,6 +290,7 @@ dsk_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
 # Opaque handles travel as void*: ctypes never dereferences them, and c_void_p keeps NULL as None.
 _ctx = c_void_p
 _tensor = c_void_p
+_plan = c_void_p
 _P = POINTER
 
 # Every DSK_API function: name -> (restype, argtypes). Test test_api_coverage checks it is complete.
@@ -390,6 +391,40 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "dsk_argmax": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor)]),
     "dsk_topk": (dsk_status, [_ctx, _P(DLTensor), c_int32, _P(DLTensor), _P(DLTensor)]),
     "dsk_embedding": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    # dsk_mla.h (the decode plan is an opaque handle; optional tensors are NULL = None)
+    "dsk_mla_softmax_scale": (dsk_status, [c_int64, c_double, c_double, c_int32, _P(c_float)]),
+    "dsk_mla_decode_plan_create": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(_plan)],
+    ),
+    "dsk_mla_decode_plan_release": (None, [_plan]),
+    "dsk_mla_decode_plan_workspace_size": (dsk_status, [_plan, _P(c_size_t)]),
+    "dsk_mla_decode_plan_num_splits": (dsk_status, [_plan, _P(c_int32)]),
+    "dsk_mla_decode_run": (
+        dsk_status,
+        [_ctx, _plan, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float, c_int32,
+         _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_mla_decode": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float, c_int32,
+         _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_mla_cache_append": (
+        dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_mla_absorb_q": (
+        dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_mla_absorb_out": (
+        dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)]),
+    "dsk_mla_decompress_kv": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_mla_prefill": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float,
+         c_int32, _P(DLTensor), _P(DLTensor)],
+    ),
 }
 
 

@@ -216,6 +216,13 @@ pub struct dsk_tensor {
     _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
+/// Opaque handle (`dsk_mla_decode_plan`, dsk_mla.h): immutable once created.
+#[repr(C)]
+pub struct dsk_mla_decode_plan {
+    _opaque: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
 pub type dsk_status = i32;
 pub type dsk_log_fn = Option<unsafe extern "C" fn(level: i32, message: *const c_char, user: *mut c_void)>;
 
@@ -417,4 +424,32 @@ c_functions! {
                     indices: *const DLTensor) -> dsk_status;
     pub fn dsk_embedding(ctx: *mut dsk_context, table: *const DLTensor, ids: *const DLTensor,
                          out: *const DLTensor) -> dsk_status;
+    // dsk_mla.h (optional tensors are NULL; no structs or constants)
+    pub fn dsk_mla_softmax_scale(qk_head_dim: i64, rope_factor: f64, mscale: f64, use_yarn: i32,
+                                 scale: *mut f32) -> dsk_status;
+    pub fn dsk_mla_decode_plan_create(ctx: *mut dsk_context, q: *const DLTensor, kv_cache: *const DLTensor,
+                                      block_table: *const DLTensor, cache_seqlens: *const DLTensor,
+                                      out: *const DLTensor, plan: *mut *mut dsk_mla_decode_plan) -> dsk_status;
+    pub fn dsk_mla_decode_plan_release(plan: *mut dsk_mla_decode_plan);
+    pub fn dsk_mla_decode_plan_workspace_size(plan: *const dsk_mla_decode_plan, bytes: *mut usize) -> dsk_status;
+    pub fn dsk_mla_decode_plan_num_splits(plan: *const dsk_mla_decode_plan, num_splits: *mut i32) -> dsk_status;
+    pub fn dsk_mla_decode_run(ctx: *mut dsk_context, plan: *const dsk_mla_decode_plan, q: *const DLTensor,
+                              kv_cache: *const DLTensor, block_table: *const DLTensor,
+                              cache_seqlens: *const DLTensor, softmax_scale: f32, causal: i32,
+                              out: *const DLTensor, lse: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_decode(ctx: *mut dsk_context, q: *const DLTensor, kv_cache: *const DLTensor,
+                          block_table: *const DLTensor, cache_seqlens: *const DLTensor, softmax_scale: f32,
+                          causal: i32, out: *const DLTensor, lse: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_cache_append(ctx: *mut dsk_context, c_kv: *const DLTensor, k_pe: *const DLTensor,
+                                slot_mapping: *const DLTensor, kv_cache: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_absorb_q(ctx: *mut dsk_context, q_nope: *const DLTensor, wkv_b: *const DLTensor,
+                            wkv_b_scale: *const DLTensor, q_latent: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_absorb_out(ctx: *mut dsk_context, o_latent: *const DLTensor, wkv_b: *const DLTensor,
+                              wkv_b_scale: *const DLTensor, o: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_decompress_kv(ctx: *mut dsk_context, c_kv: *const DLTensor, k_pe: *const DLTensor,
+                                 wkv_b: *const DLTensor, wkv_b_scale: *const DLTensor, k: *const DLTensor,
+                                 v: *const DLTensor) -> dsk_status;
+    pub fn dsk_mla_prefill(ctx: *mut dsk_context, q: *const DLTensor, k: *const DLTensor, v: *const DLTensor,
+                           cu_seqlens_q: *const DLTensor, cu_seqlens_k: *const DLTensor, softmax_scale: f32,
+                           causal: i32, out: *const DLTensor, lse: *const DLTensor) -> dsk_status;
 }

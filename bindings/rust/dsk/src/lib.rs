@@ -39,11 +39,16 @@
 //! assert!((p[0] + p[1] - 1.0).abs() < 1e-6);
 //! # Ok::<(), dsk::Error>(())
 //! ```
+//!
+//! MLA attention (`dsk_mla.h`): [`MlaDecodePlan`] (made by [`Context::mla_decode_plan`], released
+//! on drop) and the `Context::mla_*` methods (decode with or without a plan, cache append, weight
+//! absorption, latent decompression, prefill), plus [`mla_softmax_scale`].
 
 mod backend;
 mod context;
 mod dtype;
 mod error;
+mod mla;
 mod ops;
 mod tensor;
 
@@ -51,6 +56,7 @@ pub use backend::{backend_info, backends, device_props, devices, Backend, Backen
 pub use context::{check_abi, Context, ContextBuilder, Distribution, RandomParams};
 pub use dtype::{convert_host, Bf16, DType, Element, Fp8E4M3, Fp8E5M2, F16};
 pub use error::{status_string, Error, ErrorKind, Result};
+pub use mla::{mla_softmax_scale, MlaDecodePlan};
 pub use ops::{fp8_blocks, Fp8Kernel, GemmOptions, RopeConfig, RopeLayout};
 pub use tensor::{validate, AsDLTensor, ManagedTensor, ManagedTensorLegacy, Tensor, TensorMut, TensorRef, Writable};
 

@@ -11,11 +11,11 @@ use crate::error::{check, Error, Result};
 use crate::tensor::{AsDLTensor, Writable};
 use dsk_sys as sys;
 
-fn opt(t: Option<&dyn AsDLTensor>) -> *const sys::DLTensor {
+pub(crate) fn opt(t: Option<&dyn AsDLTensor>) -> *const sys::DLTensor {
     t.map_or(std::ptr::null(), |t| t.dltensor())
 }
 
-fn opt_out(t: Option<&dyn Writable>) -> *const sys::DLTensor {
+pub(crate) fn opt_out(t: Option<&dyn Writable>) -> *const sys::DLTensor {
     t.map_or(std::ptr::null(), |t| t.dltensor())
 }
 
