@@ -22,6 +22,7 @@
 #include "cuda/blas.h"
 #include "cuda/device.h"
 #include "cuda/error.h"
+#include "cuda/ops/gemm_algo_cache.h"
 #include "cuda/ops/gemm_epilogue.h"
 #include "cuda/ops/ops.h"
 #include "cuda/ops/strided.h"
@@ -193,26 +194,48 @@ dsk_status lt_matmul(int32_t device, cudaStream_t stream, const LtMat& a, const 
   DSK_RETURN_IF_FAILED(make_layout(b, batch, &lb));
   DSK_RETURN_IF_FAILED(make_layout(c, batch, &lc));
   DSK_RETURN_IF_FAILED(make_layout(d, batch, &ld));
-  LtPref pref;
-  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref.p));
-  const uint64_t workspace = kLtMaxWorkspaceBytes;
-  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
-      pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-  // The heuristic otherwise assumes 256-byte aligned matrices; views need not be.
-  DSK_RETURN_IF_FAILED(set_min_alignments(pref.p, a.ptr, b.ptr, c.ptr, d.ptr));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(h.lt, desc.d, la.l, lb.l, lc.l, ld.l,
-                                                            pref.p, 1, &result, &found));
-  if (found == 0) {
-    return fail(DSK_ERR_UNSUPPORTED, "gemm: cuBLASLt has no algorithm for this problem");
+  // Everything the heuristic's choice depends on (gemm_algo_cache.h).
+  LtAlgoKey key{};
+  size_t k = 0;
+  key[k++] = device;
+  key[k++] = batch;
+  key[k++] = bias != nullptr ? pointer_alignment(bias) : 0;
+  key[k++] = a.op;
+  key[k++] = b.op;
+  for (const LtMat* m : {&a, &b, &c, &d}) {
+    key[k++] = m->type;
+    key[k++] = static_cast<int64_t>(m->rows);
+    key[k++] = static_cast<int64_t>(m->cols);
+    key[k++] = m->ld;
+    key[k++] = batch > 1 ? m->batch_stride : 0;
+    key[k++] = pointer_alignment(m->ptr);
+  }
+  LtAlgo chosen;
+  if (!lt_algo_lookup(key, &chosen)) {
+    LtPref pref;
+    DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref.p));
+    const uint64_t workspace = kLtMaxWorkspaceBytes;
+    DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+        pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+    // The heuristic otherwise assumes 256-byte aligned matrices; views need not be.
+    DSK_RETURN_IF_FAILED(set_min_alignments(pref.p, a.ptr, b.ptr, c.ptr, d.ptr));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(h.lt, desc.d, la.l, lb.l, lc.l, ld.l,
+                                                              pref.p, 1, &result, &found));
+    if (found == 0) {
+      return fail(DSK_ERR_UNSUPPORTED, "gemm: cuBLASLt has no algorithm for this problem");
+    }
+    chosen.algo = result.algo;
+    chosen.workspace_bytes = result.workspaceSize;
+    lt_algo_store(key, chosen);
   }
   // Stream-ordered workspace of what the chosen algorithm needs: concurrent streams never share it.
   StreamTemp workspace_temp(stream);
-  DSK_RETURN_IF_FAILED(workspace_temp.alloc(result.workspaceSize));
+  DSK_RETURN_IF_FAILED(workspace_temp.alloc(chosen.workspace_bytes));
   DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(
       h.lt, desc.d, &alpha, a.ptr, la.l, b.ptr, lb.l, &beta, c.ptr, lc.l, const_cast<char*>(d.ptr),
-      ld.l, &result.algo, workspace_temp.get(), result.workspaceSize, stream));
+      ld.l, &chosen.algo, workspace_temp.get(), chosen.workspace_bytes, stream));
   return DSK_OK;
 }
 
