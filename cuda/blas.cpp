@@ -70,6 +70,12 @@ dsk_status blas_failure(cublasStatus_t status, const char* what) noexcept {
 
 size_t lt_version() noexcept { return cublasLtGetVersion(); }
 
+uint32_t pointer_alignment(const void* p) noexcept {
+  uint32_t align = 256;
+  while (align > 1 && reinterpret_cast<uintptr_t>(p) % align != 0) align /= 2;
+  return align;
+}
+
 dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, const void* b,
                               const void* c, const void* d) noexcept {
   const void* ptrs[4] = {a, b, c, d};
@@ -77,8 +83,7 @@ dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, co
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4; ++i) {
-    uint32_t align = 256;
-    while (align > 1 && reinterpret_cast<uintptr_t>(ptrs[i]) % align != 0) align /= 2;
+    const uint32_t align = pointer_alignment(ptrs[i]);
     DSK_CUBLAS_RETURN_IF_ERROR(
         cublasLtMatmulPreferenceSetAttribute(pref, attrs[i], &align, sizeof(align)));
   }

@@ -36,6 +36,9 @@ dsk_status blas_failure(cublasStatus_t status, const char* what) noexcept;
 // cuBLASLt version (cublasLtGetVersion, e.g. 120900 for 12.9.0).
 size_t lt_version() noexcept;
 
+// The largest power of two up to 256 dividing the address.
+uint32_t pointer_alignment(const void* p) noexcept;
+
 // Tells the heuristic the actual alignment of the A, B, C and D pointers (the largest power of two
 // up to 256 dividing each). Without it cuBLASLt assumes 256-byte aligned matrices and may choose an
 // algorithm that a view at a smaller alignment cannot run

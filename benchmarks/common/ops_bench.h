@@ -49,6 +49,9 @@ struct OpsEnv {
                      float hi = 1.0f) const;
   // An int32 [n] tensor on the benchmarked device holding `values` (ids, positions).
   dsk::Tensor int32s(const std::vector<int32_t>& values) const;
+  dsk::Tensor int64s(const std::vector<int64_t>& values) const;
+  // A 1-D int32/int64 tensor (dtype_id) on the env's device holding count host values.
+  dsk::Tensor indices(const void* values, int64_t count, int32_t dtype_id) const;
   // Registers `fn` under `name` with the right timing mode for this backend.
   benchmark::internal::Benchmark* add(const std::string& name,
                                       std::function<void(benchmark::State&)> fn) const;

@@ -66,20 +66,6 @@ double timed(benchmark::State& state, const OpsEnv& env, const std::function<dsk
   return env.run(state, op);
 }
 
-dsk::Tensor int64s(const OpsEnv& env, const std::vector<int64_t>& values) {
-  std::vector<int64_t> host = values;
-  int64_t shape[1] = {static_cast<int64_t>(host.size())};
-  DLTensor src{};
-  src.data = host.data();
-  src.device = DLDevice{kDLCPU, 0};
-  src.ndim = 1;
-  src.dtype = DLDataType{kDLInt, 64, 1};
-  src.shape = shape;
-  dsk::Tensor t = env.tensor({shape[0]}, DSK_DTYPE_INT64);
-  dsk::check(dsk_copy(env.ctx->get(), &src, t));
-  return t;
-}
-
 struct DecodeCase {
   int64_t batch;
   int64_t s_q;
@@ -204,7 +190,7 @@ void add_append(const OpsEnv& env, int64_t tokens) {
               slots.resize(static_cast<size_t>(tokens));
               dsk::Tensor c_kv = e->random({tokens, kDv}, DSK_DTYPE_BF16);
               dsk::Tensor k_pe = e->random({tokens, kD - kDv}, DSK_DTYPE_BF16);
-              dsk::Tensor slot = int64s(*e, slots);
+              dsk::Tensor slot = e->int64s(slots);
               dsk::Tensor kv = e->tensor({pages, kPage, 1, kD}, DSK_DTYPE_BF16);
               const double seconds = timed(state, *e, [&] {
                 return dsk_mla_cache_append(e->ctx->get(), c_kv, k_pe, slot, kv);

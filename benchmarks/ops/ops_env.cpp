@@ -28,18 +28,25 @@ dsk::Tensor OpsEnv::random(std::vector<int64_t> shape, int32_t dtype_id, float l
   return t;
 }
 
-dsk::Tensor OpsEnv::int32s(const std::vector<int32_t>& values) const {
-  std::vector<int32_t> host = values;
-  int64_t shape[1] = {static_cast<int64_t>(host.size())};
+dsk::Tensor OpsEnv::indices(const void* values, int64_t count, int32_t dtype_id) const {
+  int64_t shape[1] = {count};
   DLTensor src{};
-  src.data = host.data();
+  src.data = const_cast<void*>(values);
   src.device = DLDevice{kDLCPU, 0};
   src.ndim = 1;
-  src.dtype = DLDataType{kDLInt, 32, 1};
+  src.dtype = DLDataType{kDLInt, static_cast<uint8_t>(dtype_id == DSK_DTYPE_INT64 ? 64 : 32), 1};
   src.shape = shape;
-  dsk::Tensor t = tensor({shape[0]}, DSK_DTYPE_INT32);
+  dsk::Tensor t = tensor({count}, dtype_id);
   dsk::check(dsk_copy(ctx->get(), &src, t));
   return t;
+}
+
+dsk::Tensor OpsEnv::int32s(const std::vector<int32_t>& values) const {
+  return indices(values.data(), static_cast<int64_t>(values.size()), DSK_DTYPE_INT32);
+}
+
+dsk::Tensor OpsEnv::int64s(const std::vector<int64_t>& values) const {
+  return indices(values.data(), static_cast<int64_t>(values.size()), DSK_DTYPE_INT64);
 }
 
 benchmark::internal::Benchmark* OpsEnv::add(const std::string& name,

@@ -38,11 +38,5 @@ void lt_algo_store(const LtAlgoKey& key, const LtAlgo& algo) noexcept {
   }
 }
 
-uint32_t pointer_alignment(const void* p) noexcept {
-  uint32_t align = 256;
-  while (align > 1 && reinterpret_cast<uintptr_t>(p) % align != 0) align /= 2;
-  return align;
-}
-
 }  // namespace cuda
 }  // namespace dsk

@@ -30,9 +30,6 @@ bool lt_algo_lookup(const LtAlgoKey& key, LtAlgo* out) noexcept;
 // Remembers the algorithm for `key` (the cache is bounded; when full it starts over).
 void lt_algo_store(const LtAlgoKey& key, const LtAlgo& algo) noexcept;
 
-// The largest power of two up to 256 dividing the address (what set_min_alignments reports).
-uint32_t pointer_alignment(const void* p) noexcept;
-
 }  // namespace cuda
 }  // namespace dsk
 

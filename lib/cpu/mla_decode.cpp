@@ -461,13 +461,12 @@ dsk_status mla_decode(const dsk_exec* ex, const DLTensor* q_t, const DLTensor* k
 
     const int64_t groups = x.batch * x.h_kv * s.row_blocks;
     const int64_t per_group = s.block_rows * s.splits * (x.dv + 2);
-    parallel_for(groups, std::max<int64_t>(1, kMinElemsPerThread / std::max<int64_t>(per_group, 1)),
-                 [&](int64_t lo, int64_t hi) {
-                   std::vector<float> acc(static_cast<size_t>(2 * x.dv));
-                   for (int64_t gi = lo; gi < hi; ++gi) {
-                     x.combine(gi, part_o, part_ml, acc.data(), acc.data() + x.dv);
-                   }
-                 });
+    parallel_for(groups, min_rows_per_thread(per_group), [&](int64_t lo, int64_t hi) {
+      std::vector<float> acc(static_cast<size_t>(2 * x.dv));
+      for (int64_t gi = lo; gi < hi; ++gi) {
+        x.combine(gi, part_o, part_ml, acc.data(), acc.data() + x.dv);
+      }
+    });
   });
 }
 

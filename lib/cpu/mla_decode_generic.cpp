@@ -1,8 +1,8 @@
 // The portable kernel set of the CPU MLA decode (see mla_decode_kernels.h): loops over 8-float
-// vectors (GCC/Clang vector extensions; plain loops elsewhere), separate multiplies and adds
-// (lib/ is built with -ffp-contract=off), std::exp. Q.K and P.V are also compiled for AVX2 on
-// x86-64 GCC (DSK_NORM_CLONES, chosen at load time); both clones give the same bits. Also the
-// run-time choice between the kernel sets.
+// vectors (GCC/Clang vector extensions, which the whole library already requires), separate
+// multiplies and adds (lib/ is built with -ffp-contract=off), Cephes' expf. Q.K and P.V are also
+// compiled for AVX2 on x86-64 GCC (DSK_NORM_CLONES, chosen at load time); both clones give the same
+// bits. Also the run-time choice between the kernel sets.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -53,16 +53,11 @@ void load_tile(const char* const* rows, int64_t n, int64_t n_fill, int32_t dtype
   std::fill(kf + n * ldk, kf + n_fill * ldk, 0.0f);
 }
 
-#if defined(__GNUC__)
 // Eight floats as one value: GCC and Clang keep these accumulators in registers (one AVX
 // register, two SSE/NEON registers, or scalars) where plain arrays would round-trip through
 // memory. Every operation is a lane-wise multiply or add, so each lane's order of operations is
 // that of the scalar loops below, whatever the vector width.
 typedef float V8 __attribute__((vector_size(32)));
-#  define DSK_MLA_V8 1
-#else
-#  define DSK_MLA_V8 0
-#endif
 
 // Blocks of 16 rows x 4 keys.
 DSK_NORM_CLONES void qk(const float* qt, int64_t ldr, const float* kf, int64_t ldk, int64_t d,
@@ -70,7 +65,6 @@ DSK_NORM_CLONES void qk(const float* qt, int64_t ldr, const float* kf, int64_t l
   constexpr int64_t kKeys = 4;
   for (int64_t r0 = 0; r0 < ldr; r0 += 16) {
     for (int64_t j0 = 0; j0 < nk; j0 += kKeys) {
-#if DSK_MLA_V8
       V8 acc[kKeys][2] = {};
       for (int64_t i = 0; i < d; ++i) {
         V8 q0;
@@ -89,24 +83,10 @@ DSK_NORM_CLONES void qk(const float* qt, int64_t ldr, const float* kf, int64_t l
         std::memcpy(st + (j0 + j) * ldr + r0, &a0, sizeof(V8));
         std::memcpy(st + (j0 + j) * ldr + r0 + 8, &a1, sizeof(V8));
       }
-#else
-      float acc[kKeys][16] = {};
-      for (int64_t i = 0; i < d; ++i) {
-        const float* q = qt + i * ldr + r0;
-        for (int64_t j = 0; j < kKeys; ++j) {
-          const float k = kf[(j0 + j) * ldk + i];
-          for (int64_t r = 0; r < 16; ++r) acc[j][r] += q[r] * k;
-        }
-      }
-      for (int64_t j = 0; j < kKeys; ++j) {
-        for (int64_t r = 0; r < 16; ++r) st[(j0 + j) * ldr + r0 + r] = acc[j][r] * scale;
-      }
-#endif
     }
   }
 }
 
-#if DSK_MLA_V8
 typedef int32_t I8 __attribute__((vector_size(32)));
 
 // exp(x) for x <= 0 (Cephes' expf polynomial, separate multiplies and adds); 0 below -87 (the
@@ -179,40 +159,11 @@ DSK_NORM_CLONES void softmax(float* st, int64_t ldr, int64_t nk, int64_t key0, c
     std::memcpy(alpha + r, &a, sizeof(V8));
   }
 }
-#else
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-void softmax(float* st, int64_t ldr, int64_t nk, int64_t key0, const int32_t* lim, bool masked,
-             float* m, float* l, float* alpha) {
-  for (int64_t r = 0; r < ldr; ++r) {
-    const int64_t count = masked ? std::clamp<int64_t>(lim[r] - key0, 0, nk) : nk;
-    float mx = m[r];
-    for (int64_t j = 0; j < count; ++j) mx = std::max(mx, st[j * ldr + r]);
-    if (mx == kNegInf) {
-      for (int64_t j = 0; j < nk; ++j) st[j * ldr + r] = 0.0f;
-      alpha[r] = 0.0f;
-      continue;
-    }
-    const float a = m[r] == kNegInf ? 0.0f : std::exp(m[r] - mx);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < count; ++j) {
-      const float p = std::exp(st[j * ldr + r] - mx);
-      st[j * ldr + r] = p;
-      sum += p;
-    }
-    for (int64_t j = count; j < nk; ++j) st[j * ldr + r] = 0.0f;
-    m[r] = mx;
-    alpha[r] = a;
-    l[r] = l[r] * a + sum;
-  }
-}
-#endif
 
 // Blocks of 4 rows x 16 columns (2 rows at the end), then single rows.
 DSK_NORM_CLONES void pv(float* o, int64_t ldo, int64_t rows, const float* alpha, const float* st,
                         int64_t ldr, const float* kf, int64_t ldk, int64_t nk, int64_t dvp) {
   int64_t r0 = 0;
-#if DSK_MLA_V8
   constexpr int64_t kRows = 4;
   for (; r0 + kRows <= rows; r0 += kRows) {
     for (int64_t c0 = 0; c0 < dvp; c0 += 16) {
@@ -240,7 +191,6 @@ DSK_NORM_CLONES void pv(float* o, int64_t ldo, int64_t rows, const float* alpha,
       }
     }
   }
-#endif
   for (int64_t r = r0; r < rows; ++r) {
     float* orow = o + r * ldo;
     const float a = alpha[r];

@@ -13,8 +13,8 @@
 // zero); every per-row array (m, l, alpha, lim) has ldr entries. All math is f32 and the order of
 // every sum is fixed by these loops (never by threads), so a kernel set always gives the same bits.
 // The AVX-512 set uses FMA, the portable set separate multiplies and adds; both use Cephes' expf
-// polynomial (the portable set falls back to std::exp without GCC/Clang vector extensions), so the
-// two sets may differ in the last bits (both are within f32 rounding of the exact result).
+// polynomial, so the two sets may differ in the last bits (both are within f32 rounding of the
+// exact result).
 #ifndef DSK_LIB_CPU_MLA_DECODE_KERNELS_H_
 #define DSK_LIB_CPU_MLA_DECODE_KERNELS_H_
 
@@ -23,7 +23,7 @@
 namespace dsk {
 namespace cpu {
 
-// Keys per tile; a multiple of every kernel's key block (12 and 16).
+// Keys per tile; a multiple of every kernel's key block (4 portable, 6 and 12 AVX-512).
 constexpr int64_t kMlaTile = 48;
 // Key blocks of qk: the tile's key count is padded (zero rows of kf) up to a multiple of this.
 constexpr int64_t kMlaKeyBlock = 12;

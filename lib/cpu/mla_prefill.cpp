@@ -198,7 +198,7 @@ struct Problem {
   int64_t out_st = 0, out_sh = 0, out_sd = 0;
   char* lse = nullptr;  // f32 [H, Tq] or NULL
   int64_t lse_sh = 0, lse_st = 0;
-  int64_t heads = 0, group = 1;  // group = H / Hk
+  int64_t group = 1;  // H / Hk
   int64_t dqk = 0, dv = 0, dvp = 0;
   float scale = 1.0f;
   bool causal = false;
@@ -488,7 +488,6 @@ dsk_status mla_prefill(const dsk_exec* /*ex*/, const DLTensor* q_t, const DLTens
       pr.lse_sh = lse.strides[0];
       pr.lse_st = lse.strides[1];
     }
-    pr.heads = heads;
     pr.group = heads / hk;
     pr.dqk = dqk;
     pr.dv = dv;
@@ -517,7 +516,7 @@ dsk_status mla_prefill(const dsk_exec* /*ex*/, const DLTensor* q_t, const DLTens
     if (count == 0) return;
     std::atomic<int64_t> next{0};
     const int64_t workers = std::min<int64_t>(configured_threads(), count);
-    parallel_for(workers, 1, [&](int64_t, int64_t) {
+    run_shares(workers, [&](int64_t) {
       Scratch s(pr);
       for (;;) {
         const int64_t i = next.fetch_add(1, std::memory_order_relaxed);

@@ -22,32 +22,12 @@ namespace dsk {
 namespace ops {
 namespace {
 
-// A DLTensor of up to 3 dims over raw memory (a strided window into a validated argument).
-class Window {
- public:
-  Window(char* data, const Layout& l, int32_t dtype_id, std::initializer_list<int64_t> shape,
-         std::initializer_list<int64_t> strides) {
-    int32_t i = 0;
-    for (int64_t s : shape) shape_[i++] = s;
-    i = 0;
-    for (int64_t s : strides) strides_[i++] = s;
-    dl_.data = data;
-    dl_.device = l.device;
-    dl_.ndim = static_cast<int32_t>(shape.size());
-    dl_.dtype = dtype_of_id(dtype_id);
-    dl_.shape = shape_;
-    dl_.strides = strides_;
-    dl_.byte_offset = 0;
-  }
-  Window(const Window&) = delete;
-  Window& operator=(const Window&) = delete;
-  const DLTensor* get() const { return &dl_; }
-
- private:
-  DLTensor dl_{};
-  int64_t shape_[3] = {};
-  int64_t strides_[3] = {};
-};
+// `v` as a window of `l`'s memory at `data` (the shape and strides listed, up to 3 dims).
+void window(View& v, char* data, const Layout& l, int32_t dtype_id,
+            std::initializer_list<int64_t> shape, std::initializer_list<int64_t> strides) {
+  v.set(data, l.device, dtype_id, static_cast<int32_t>(shape.size()), shape.begin(),
+        strides.begin());
+}
 
 // wkv_b and its optional scales, checked: [rows, Dc] with rows = heads * per_head.
 struct Weight {
@@ -131,12 +111,15 @@ Operands operands(dsk_context& ctx, const Target& t, const Weight& w, const Arg&
   o.w = scratch;
   o.w_s0 = w.dc;
   o.w_s1 = 1;
-  Window wdst(o.w, w.w.l, DSK_DTYPE_F32, {w.rows, w.dc}, {w.dc, 1});
-  Window wsrc(w.w.l.data, w.w.l, w.w.l.dtype_id, {w.rows, w.dc},
-              {w.w.l.strides[0], w.w.l.strides[1]});
+  View wdst;
+  window(wdst, o.w, w.w.l, DSK_DTYPE_F32, {w.rows, w.dc}, {w.dc, 1});
+  View wsrc;
+  window(wsrc, w.w.l.data, w.w.l, w.w.l.dtype_id, {w.rows, w.dc},
+         {w.w.l.strides[0], w.w.l.strides[1]});
   if (w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN) {
-    Window sc(w.scale.l.data, w.scale.l, DSK_DTYPE_F32, {w.scale.l.shape[0], w.scale.l.shape[1]},
-              {w.scale.l.strides[0], w.scale.l.strides[1]});
+    View sc;
+    window(sc, w.scale.l.data, w.scale.l, DSK_DTYPE_F32, {w.scale.l.shape[0], w.scale.l.shape[1]},
+           {w.scale.l.strides[0], w.scale.l.strides[1]});
     auto fn = entry(t, t.backend->iface->dequant_fp8, "dequant_fp8");
     call(t, fn(&t.exec, wsrc.get(), sc.get(), wdst.get(), 1), "dequant_fp8 of wkv_b");
   } else {
@@ -150,18 +133,11 @@ Operands operands(dsk_context& ctx, const Target& t, const Weight& w, const Arg&
   }
   o.x = scratch + x_offset;
   row_major_strides(x.l.ndim, x.l.shape, o.x_strides);
-  DLTensor src{};
-  src.data = x.l.data;
-  src.device = x.l.device;
-  src.ndim = x.l.ndim;
-  src.dtype = dtype_of_id(x.l.dtype_id);
-  src.shape = const_cast<int64_t*>(x.l.shape);
-  src.strides = const_cast<int64_t*>(x.l.strides);
-  DLTensor dst = src;
-  dst.data = o.x;
-  dst.dtype = dtype_of_id(DSK_DTYPE_F32);
-  dst.strides = o.x_strides;
-  call(t, t.backend->iface->copy(t.exec.device, &src, &dst, t.exec.stream),
+  View src;
+  View dst;
+  as_is(x, src);
+  dst.set(o.x, x.l.device, DSK_DTYPE_F32, x.l.ndim, x.l.shape, o.x_strides);
+  call(t, t.backend->iface->copy(t.exec.device, src.get(), dst.get(), t.exec.stream),
        "conversion of the activations to f32");
   return o;
 }
@@ -216,12 +192,15 @@ void mla_absorb_q(dsk_context& ctx, const DLTensor* q_nope_t, const DLTensor* wk
   const Target t = target(ctx, {&q, &w.w, &w.scale, &ql});
   if (tokens == 0) return;
   Operands opd = operands(ctx, t, w, q);
-  Window a(opd.x, q.l, opd.dtype_id, {heads, tokens, dn},
-           {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
-  Window b(opd.w, w.w.l, opd.dtype_id, {heads, dn, w.dc},
-           {w.per_head * opd.w_s0, opd.w_s0, opd.w_s1});
-  Window d(ql.l.data, ql.l, ql.l.dtype_id, {heads, tokens, w.dc},
-           {ql.l.strides[1], ql.l.strides[0], ql.l.strides[2]});
+  View a;
+  window(a, opd.x, q.l, opd.dtype_id, {heads, tokens, dn},
+         {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
+  View b;
+  window(b, opd.w, w.w.l, opd.dtype_id, {heads, dn, w.dc},
+         {w.per_head * opd.w_s0, opd.w_s0, opd.w_s1});
+  View d;
+  window(d, ql.l.data, ql.l, ql.l.dtype_id, {heads, tokens, w.dc},
+         {ql.l.strides[1], ql.l.strides[0], ql.l.strides[2]});
   batched_gemm(t, opd, a.get(), b.get(), d.get());
   release(ctx, t, opd);
 }
@@ -251,13 +230,16 @@ void mla_absorb_out(dsk_context& ctx, const DLTensor* o_latent_t, const DLTensor
   if (tokens == 0) return;
   Operands opd = operands(ctx, t, w, ol);
   const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
-  Window a(opd.x, ol.l, opd.dtype_id, {heads, tokens, w.dc},
-           {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
+  View a;
+  window(a, opd.x, ol.l, opd.dtype_id, {heads, tokens, w.dc},
+         {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
   // W_UV[h]^T: element (c, j) is wkv_b[h * per_head + dn + j, c].
-  Window b(opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
-           {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
-  Window d(o.l.data, o.l, o.l.dtype_id, {heads, tokens, dv},
-           {o.l.strides[1], o.l.strides[0], o.l.strides[2]});
+  View b;
+  window(b, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
+         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+  View d;
+  window(d, o.l.data, o.l, o.l.dtype_id, {heads, tokens, dv},
+         {o.l.strides[1], o.l.strides[0], o.l.strides[2]});
   batched_gemm(t, opd, a.get(), b.get(), d.get());
   release(ctx, t, opd);
 }
@@ -309,24 +291,31 @@ void mla_decompress_kv(dsk_context& ctx, const DLTensor* c_kv_t, const DLTensor*
   Operands opd = operands(ctx, t, w, c);
   const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
   // The latent is shared by every head: batch stride 0.
-  Window a(opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
-           {0, opd.x_strides[0], opd.x_strides[1]});
-  Window bk(opd.w, w.w.l, opd.dtype_id, {heads, w.dc, dn},
-            {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
-  Window dk(k.l.data, k.l, k.l.dtype_id, {heads, tokens, dn},
-            {k.l.strides[1], k.l.strides[0], k.l.strides[2]});
+  View a;
+  window(a, opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
+         {0, opd.x_strides[0], opd.x_strides[1]});
+  View bk;
+  window(bk, opd.w, w.w.l, opd.dtype_id, {heads, w.dc, dn},
+         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+  View dk;
+  window(dk, k.l.data, k.l, k.l.dtype_id, {heads, tokens, dn},
+         {k.l.strides[1], k.l.strides[0], k.l.strides[2]});
   batched_gemm(t, opd, a.get(), bk.get(), dk.get());
-  Window bv(opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
-            {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
-  Window dvw(v.l.data, v.l, v.l.dtype_id, {heads, tokens, dv},
-             {v.l.strides[1], v.l.strides[0], v.l.strides[2]});
+  View bv;
+  window(bv, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
+         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+  View dvw;
+  window(dvw, v.l.data, v.l, v.l.dtype_id, {heads, tokens, dv},
+         {v.l.strides[1], v.l.strides[0], v.l.strides[2]});
   batched_gemm(t, opd, a.get(), bv.get(), dvw.get());
   if (pe.present && dr > 0) {
     // k[t, h, dn:] = k_pe[t, :] for every head (source head stride 0).
-    Window src(pe.l.data, pe.l, pe.l.dtype_id, {tokens, heads, dr},
-               {pe.l.strides[0], 0, pe.l.strides[1]});
-    Window dst(k.l.data + dn * k.l.strides[2] * static_cast<int64_t>(k.l.elem_size), k.l,
-               k.l.dtype_id, {tokens, heads, dr}, {k.l.strides[0], k.l.strides[1], k.l.strides[2]});
+    View src;
+    window(src, pe.l.data, pe.l, pe.l.dtype_id, {tokens, heads, dr},
+           {pe.l.strides[0], 0, pe.l.strides[1]});
+    View dst;
+    window(dst, k.l.data + dn * k.l.strides[2] * static_cast<int64_t>(k.l.elem_size), k.l,
+           k.l.dtype_id, {tokens, heads, dr}, {k.l.strides[0], k.l.strides[1], k.l.strides[2]});
     call(t, t.backend->iface->copy(t.exec.device, src.get(), dst.get(), t.exec.stream),
          "copy of k_pe");
   }

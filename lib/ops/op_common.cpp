@@ -179,15 +179,21 @@ void check_no_overlap(const Arg& out, const Arg& in, bool allow_same_view) {
 void View::set(const Arg& a, int32_t ndim, const int64_t* shape, const int64_t* strides) {
   present_ = a.present;
   if (!present_) return;
+  set(a.l.data, a.l.device, a.l.dtype_id, ndim, shape, strides);
+}
+
+void View::set(char* data, DLDevice device, int32_t dtype_id, int32_t ndim, const int64_t* shape,
+               const int64_t* strides) {
+  present_ = true;
   for (int32_t i = 0; i < ndim; ++i) {
     shape_[i] = shape[i];
     strides_[i] = strides[i];
   }
   dl_ = DLTensor{};
-  dl_.data = a.l.data;
-  dl_.device = a.l.device;
+  dl_.data = data;
+  dl_.device = device;
   dl_.ndim = ndim;
-  dl_.dtype = dtype_of_id(a.l.dtype_id);
+  dl_.dtype = dtype_of_id(dtype_id);
   dl_.shape = shape_;
   dl_.strides = strides_;
   dl_.byte_offset = 0;

@@ -83,6 +83,10 @@ class View {
 
   // Internal: set by the helpers.
   void set(const Arg& a, int32_t ndim, const int64_t* shape, const int64_t* strides);
+  // A window at `data` (inside a validated argument on `device`) with a dtype of its own, e.g. a
+  // row block of a weight or scratch memory; ndim <= 4.
+  void set(char* data, DLDevice device, int32_t dtype_id, int32_t ndim, const int64_t* shape,
+           const int64_t* strides);
 
  private:
   DLTensor dl_{};
