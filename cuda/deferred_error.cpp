@@ -40,6 +40,21 @@ dsk_status report(const DeferredErrorRecord& r) noexcept {
                   "(expected 0 at index 0, non-decreasing, ending at the token count; checked on "
                   "the device, the request was skipped)",
                   r.c == 0 ? "cu_seqlens_q" : "cu_seqlens_k", r.a, r.b);
+    case kDeferredMoeSortedRow:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier MoE permute found sorted_rows[%lld] = %lld outside [0, %lld] "
+                  "(T * top_k marks padding; checked on the device, the row was zeroed)",
+                  r.a, r.b, r.c);
+    case kDeferredMoeDest:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier MoE combine found dest[%lld, %lld] = %lld outside [-1, %lld) "
+                  "(checked on the device, the slot was skipped)",
+                  r.a, r.b >> 32, r.c, r.b & 0xFFFFFFFFll);
+    case kDeferredMoeEpId:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier MoE EP layout found ids[%lld, %lld] = %lld outside [-1, %lld) "
+                  "(checked on the device, the id was skipped)",
+                  r.a, r.b >> 32, r.c, r.b & 0xFFFFFFFFll);
     default:
       return fail(DSK_ERR_INTERNAL, "a kernel recorded an unknown deferred error (kind %d)",
                   static_cast<int>(r.kind));

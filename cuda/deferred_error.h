@@ -1,11 +1,12 @@
 // deferred_error.h - errors found by kernels in data that lives on the device (MLA block tables,
-// seqlens, cache slots, cu_seqlens), reported by the next synchronize instead of by the op.
+// seqlens, cache slots, cu_seqlens; MoE sorted_rows, dest and EP ids), reported by the next
+// synchronize instead of by the op.
 //
-// Ops that must stay asynchronous and capturable (dsk_mla.h) cannot read their index data back.
-// Their kernels skip the bad item, never reading out of bounds, and record the first error in a
-// small per-device record; synchronize() (cuda/memory.cpp) reads the record after the stream has
-// drained, clears it and returns DSK_ERR_INVALID_ARGUMENT with a message built from it. The
-// record is per device, so any context's synchronize on that device reports it.
+// Ops that must stay asynchronous and capturable (dsk_mla.h, dsk_moe.h) cannot read their index
+// data back. Their kernels skip the bad item, never reading out of bounds, and record the first
+// error in a small per-device record; synchronize() (cuda/memory.cpp) reads the record after the
+// stream has drained, clears it and returns DSK_ERR_INVALID_ARGUMENT with a message built from it.
+// The record is per device, so any context's synchronize on that device reports it.
 #ifndef DSK_CUDA_DEFERRED_ERROR_H_
 #define DSK_CUDA_DEFERRED_ERROR_H_
 
@@ -23,6 +24,9 @@ enum DeferredErrorKind : int32_t {
   kDeferredMlaSeqlen = 2,      // a = request, b = seqlen, c = max_pages * page_size
   kDeferredMlaSlot = 3,        // a = token, b = slot, c = num_pages * page_size
   kDeferredMlaCuSeqlens = 4,   // a = index, b = value, c = 0 for cu_seqlens_q, 1 for _k
+  kDeferredMoeSortedRow = 5,   // a = row, b = the sorted_rows value, c = T * top_k
+  kDeferredMoeDest = 6,        // a = token, b = (slot << 32) | R, c = the dest value
+  kDeferredMoeEpId = 7,        // a = token, b = (slot << 32) | E, c = the id
 };
 
 // Device memory layout of the record. `state` is 0 (clear), 1 (being written) or 2 (written).

@@ -50,6 +50,14 @@ const dsk_backend_iface kCudaIface = {
     mla_decode,
     mla_cache_append,
     mla_prefill,
+    moe_gate,
+    moe_dispatch,
+    moe_permute,
+    moe_combine,
+    moe_grouped_gemm,
+    moe_load_accumulate,
+    moe_bias_update,
+    moe_ep_layout,
 };
 
 void write_reason(char* reason, size_t reason_size, const char* format, ...)

@@ -66,6 +66,7 @@ void register_fp8_benchmarks(const OpsEnv& env);
 void register_norm_benchmarks(const OpsEnv& env);     // RMSNorm, RoPE, SwiGLU
 void register_softmax_benchmarks(const OpsEnv& env);  // softmax, top-k, embedding
 void register_mla_benchmarks(const OpsEnv& env);      // MLA decode, prefill, append, absorb
+void register_moe_benchmarks(const OpsEnv& env);      // MoE gate, dispatch/permute/combine, layer
 
 }  // namespace dsk::bench
 

@@ -79,6 +79,27 @@ static void dsk_structs(void) {
   FIELD(dsk_rope_config, beta_slow);
   FIELD(dsk_rope_config, mscale);
   FIELD(dsk_rope_config, mscale_all_dim);
+
+  TYPE(dsk_moe_gate_config);
+  FIELD(dsk_moe_gate_config, struct_size);
+  FIELD(dsk_moe_gate_config, num_experts);
+  FIELD(dsk_moe_gate_config, top_k);
+  FIELD(dsk_moe_gate_config, n_group);
+  FIELD(dsk_moe_gate_config, topk_group);
+  FIELD(dsk_moe_gate_config, score_func);
+  FIELD(dsk_moe_gate_config, group_rule);
+  FIELD(dsk_moe_gate_config, renormalize);
+  FIELD(dsk_moe_gate_config, routed_scaling_factor);
+  FIELD(dsk_moe_gate_config, score_dtype);
+
+  TYPE(dsk_moe_expert_weights);
+  FIELD(dsk_moe_expert_weights, struct_size);
+  FIELD(dsk_moe_expert_weights, w1);
+  FIELD(dsk_moe_expert_weights, w3);
+  FIELD(dsk_moe_expert_weights, w2);
+  FIELD(dsk_moe_expert_weights, w1_scales);
+  FIELD(dsk_moe_expert_weights, w3_scales);
+  FIELD(dsk_moe_expert_weights, w2_scales);
 }
 
 static void dlpack_types(void) {
@@ -169,6 +190,14 @@ static void dsk_constants(void) {
   CONST(DSK_FP8_KERNEL_DEQUANT_GEMM);
   CONST(DSK_ROPE_INTERLEAVED);
   CONST(DSK_ROPE_HALF_SPLIT);
+  CONST(DSK_MOE_SCORE_SOFTMAX);
+  CONST(DSK_MOE_SCORE_SIGMOID);
+  CONST(DSK_MOE_SCORE_NONE);
+  CONST(DSK_MOE_GROUP_AUTO);
+  CONST(DSK_MOE_GROUP_MAX);
+  CONST(DSK_MOE_GROUP_TOP2SUM);
+  CONST(DSK_MOE_ROW_NO_FINITE);
+  CONST(DSK_MOE_ROW_SHORT);
 }
 
 static void dlpack_constants(void) {

@@ -12,6 +12,7 @@
 #include "dsk_dtype.h"
 #include "dsk_export.h"
 #include "dsk_mla.h"
+#include "dsk_moe.h"
 #include "dsk_ops.h"
 #include "dsk_status.h"
 #include "dsk_tensor.h"

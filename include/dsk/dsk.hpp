@@ -394,6 +394,191 @@ inline void mla_prefill(Context& ctx, const DLTensor* q, const DLTensor* k, cons
                         causal ? 1 : 0, out, lse));
 }
 
+// ---- Mixture of Experts (dsk_moe.h) ------------------------------------------------------------
+// The same conventions as the core ops: the C arguments in the C order, tensors as
+// `const DLTensor*` (optional ones nullptr), failures thrown as dsk::Error. See dsk_moe.h for
+// shapes, dtypes and the exact semantics, and docs/ops/moe.md for the config table.
+
+// DeepSeek-V3's gate (dsk_moe_gate_config_init): E 256, k 8, G 8, topk_group 4, sigmoid, AUTO
+// group rule, renormalize, scale 2.5, f32 scores. Change fields as needed.
+inline dsk_moe_gate_config moe_gate_config() {
+  dsk_moe_gate_config config;
+  check(dsk_moe_gate_config_init(&config));
+  return config;
+}
+// DeepSeek-V2's gate: E 160, k 6, G 8, topk_group 3, softmax, no renormalization, scale 16.
+inline dsk_moe_gate_config moe_gate_config_v2() {
+  dsk_moe_gate_config config = moe_gate_config();
+  config.num_experts = 160;
+  config.top_k = 6;
+  config.n_group = 8;
+  config.topk_group = 3;
+  config.score_func = DSK_MOE_SCORE_SOFTMAX;
+  config.renormalize = 0;
+  config.routed_scaling_factor = 16.0f;
+  return config;
+}
+// DeepSeek-V2-Lite's gate: E 64, k 6, no groups, softmax, no renormalization, scale 1.
+inline dsk_moe_gate_config moe_gate_config_v2_lite() {
+  dsk_moe_gate_config config = moe_gate_config();
+  config.num_experts = 64;
+  config.top_k = 6;
+  config.n_group = 1;
+  config.topk_group = 1;
+  config.score_func = DSK_MOE_SCORE_SOFTMAX;
+  config.renormalize = 0;
+  config.routed_scaling_factor = 1.0f;
+  return config;
+}
+
+// SwiGLU expert weights (dsk_moe_expert_weights_init, then the tensors): w1, w3 [E, I, D] and
+// w2 [E, D, I] for routed experts ([I, D] / [D, I] for shared ones); the *_scales are the 128 x 128
+// block scales of fp8 weights, nullptr for float weights. The struct borrows the tensors.
+inline dsk_moe_expert_weights moe_expert_weights(const DLTensor* w1, const DLTensor* w3,
+                                                 const DLTensor* w2,
+                                                 const DLTensor* w1_scales = nullptr,
+                                                 const DLTensor* w3_scales = nullptr,
+                                                 const DLTensor* w2_scales = nullptr) {
+  dsk_moe_expert_weights weights;
+  check(dsk_moe_expert_weights_init(&weights));
+  weights.w1 = w1;
+  weights.w3 = w3;
+  weights.w2 = w2;
+  weights.w1_scales = w1_scales;
+  weights.w3_scales = w3_scales;
+  weights.w2_scales = w2_scales;
+  return weights;
+}
+
+// ids [T, k] and weights [T, k] of logits [T, E]; bias and row_flags may be nullptr.
+inline void moe_gate(Context& ctx, const dsk_moe_gate_config& config, const DLTensor* logits,
+                     const DLTensor* bias, const DLTensor* ids, const DLTensor* weights,
+                     const DLTensor* row_flags = nullptr) {
+  check(dsk_moe_gate(ctx.get(), &config, logits, bias, ids, weights, row_flags));
+}
+// The router GEMM logits = x @ w^T, then moe_gate.
+inline void moe_gate_router(Context& ctx, const dsk_moe_gate_config& config, const DLTensor* x,
+                            const DLTensor* w, const DLTensor* bias, const DLTensor* ids,
+                            const DLTensor* weights, const DLTensor* row_flags = nullptr) {
+  check(dsk_moe_gate_router(ctx.get(), &config, x, w, bias, ids, weights, row_flags));
+}
+// Rows sorted_rows needs in the worst case: T * k + min(E, T * k) * (block_size - 1).
+inline int64_t moe_dispatch_capacity(int64_t num_tokens, int32_t top_k, int32_t num_experts,
+                                     int32_t block_size = 1) {
+  int64_t capacity = 0;
+  check(dsk_moe_dispatch_capacity(num_tokens, top_k, num_experts, block_size, &capacity));
+  return capacity;
+}
+// Sorts the assignments of ids [T, k] by local expert id - expert_begin; block_experts and dest
+// may be nullptr.
+inline void moe_dispatch(Context& ctx, const DLTensor* ids, int32_t num_experts,
+                         int32_t expert_begin, int32_t block_size, const DLTensor* counts,
+                         const DLTensor* offsets, const DLTensor* sorted_rows,
+                         const DLTensor* block_experts = nullptr, const DLTensor* dest = nullptr) {
+  check(dsk_moe_dispatch(ctx.get(), ids, num_experts, expert_begin, block_size, counts, offsets,
+                         sorted_rows, block_experts, dest));
+}
+// out[r] = x[sorted_rows[r] / top_k] (0 for padding); out_scales only for an fp8 out, flags 0 or
+// DSK_QUANT_SCALE_POW2.
+inline void moe_permute(Context& ctx, const DLTensor* x, const DLTensor* sorted_rows, int32_t top_k,
+                        const DLTensor* out, const DLTensor* out_scales = nullptr,
+                        uint32_t flags = 0) {
+  check(dsk_moe_permute(ctx.get(), x, sorted_rows, top_k, out, out_scales, flags));
+}
+// out[t] = shared[t] + sum_j weights[t, j] * y[dest[t, j]]; shared may be nullptr or out itself.
+inline void moe_combine(Context& ctx, const DLTensor* y, const DLTensor* dest,
+                        const DLTensor* weights, const DLTensor* shared, const DLTensor* out) {
+  check(dsk_moe_combine(ctx.get(), y, dest, weights, shared, out));
+}
+// Expert e over rows offsets[e] .. offsets[e + 1] of x into y; x_scales only for an fp8 x.
+inline void moe_experts(Context& ctx, const dsk_moe_expert_weights& weights, const DLTensor* x,
+                        const DLTensor* x_scales, const DLTensor* offsets, const DLTensor* y) {
+  check(dsk_moe_experts(ctx.get(), &weights, x, x_scales, offsets, y));
+}
+
+// A MoE layer plan (dsk_moe_plan): move-only, released on destruction. It fixes T, D, the gate
+// config, the expert shapes and dtypes and the device of the tensors it was made from (their
+// contents are not read) and may be run with any context on that device, from any thread.
+class MoePlan {
+ public:
+  // An empty plan (every query throws; run fails with the library's error).
+  MoePlan() = default;
+  // shared nullptr: no shared experts (run must then get none either).
+  MoePlan(Context& ctx, const dsk_moe_gate_config& config, const DLTensor* x,
+          const DLTensor* router_w, const dsk_moe_expert_weights& experts,
+          const dsk_moe_expert_weights* shared, const DLTensor* out) {
+    check(dsk_moe_plan_create(ctx.get(), &config, x, router_w, &experts, shared, out, &plan_));
+  }
+  // Adopts a plan made by dsk_moe_plan_create.
+  explicit MoePlan(dsk_moe_plan* plan) noexcept : plan_(plan) {}
+  MoePlan(MoePlan&& other) noexcept : plan_(std::exchange(other.plan_, nullptr)) {}
+  MoePlan& operator=(MoePlan&& other) noexcept {
+    if (this != &other) {
+      dsk_moe_plan_release(plan_);
+      plan_ = std::exchange(other.plan_, nullptr);
+    }
+    return *this;
+  }
+  MoePlan(const MoePlan&) = delete;
+  MoePlan& operator=(const MoePlan&) = delete;
+  ~MoePlan() { dsk_moe_plan_release(plan_); }
+
+  const dsk_moe_plan* get() const noexcept { return plan_; }
+  explicit operator bool() const noexcept { return plan_ != nullptr; }
+  // Releases the plan now (idempotent); the object becomes empty.
+  void reset() noexcept { dsk_moe_plan_release(std::exchange(plan_, nullptr)); }
+
+  // Bytes of scratch run uses: reserve this much context workspace to make run allocation-free.
+  size_t workspace_size() const {
+    size_t bytes = 0;
+    check(dsk_moe_plan_workspace_size(plan_, &bytes));
+    return bytes;
+  }
+  // dsk_moe_forward_run with this plan; bias, shared, ids and weights may be nullptr.
+  void run(Context& ctx, const DLTensor* x, const DLTensor* router_w, const DLTensor* bias,
+           const dsk_moe_expert_weights& experts, const dsk_moe_expert_weights* shared,
+           const DLTensor* out, const DLTensor* ids = nullptr,
+           const DLTensor* weights = nullptr) const {
+    check(dsk_moe_forward_run(ctx.get(), plan_, x, router_w, bias, &experts, shared, out, ids,
+                              weights));
+  }
+
+ private:
+  dsk_moe_plan* plan_ = nullptr;
+};
+
+inline void moe_forward_run(Context& ctx, const MoePlan& plan, const DLTensor* x,
+                            const DLTensor* router_w, const DLTensor* bias,
+                            const dsk_moe_expert_weights& experts,
+                            const dsk_moe_expert_weights* shared, const DLTensor* out,
+                            const DLTensor* ids = nullptr, const DLTensor* weights = nullptr) {
+  plan.run(ctx, x, router_w, bias, experts, shared, out, ids, weights);
+}
+// Plan, run and release in one call; bias and shared may be nullptr.
+inline void moe_forward(Context& ctx, const dsk_moe_gate_config& config, const DLTensor* x,
+                        const DLTensor* router_w, const DLTensor* bias,
+                        const dsk_moe_expert_weights& experts, const dsk_moe_expert_weights* shared,
+                        const DLTensor* out) {
+  check(dsk_moe_forward(ctx.get(), &config, x, router_w, bias, &experts, shared, out));
+}
+// load[e] += assignments of ids [T, k] to expert expert_begin + e (load [E] int64).
+inline void moe_load_accumulate(Context& ctx, const DLTensor* ids, int32_t expert_begin,
+                                const DLTensor* load) {
+  check(dsk_moe_load_accumulate(ctx.get(), ids, expert_begin, load));
+}
+// bias[e] += gamma * sign(mean(load) - load[e]) (DeepSeek-V3: gamma 0.001).
+inline void moe_bias_update(Context& ctx, const DLTensor* load, const DLTensor* bias,
+                            float gamma = 0.001f) {
+  check(dsk_moe_bias_update(ctx.get(), load, bias, gamma));
+}
+// DeepEP's dispatch layout for num_ranks ranks owning contiguous expert ranges.
+inline void moe_ep_layout(Context& ctx, const DLTensor* ids, int32_t num_experts, int32_t num_ranks,
+                          const DLTensor* tokens_per_rank, const DLTensor* tokens_per_expert,
+                          const DLTensor* is_token_in_rank) {
+  check(dsk_moe_ep_layout(ctx.get(), ids, num_experts, num_ranks, tokens_per_rank,
+                          tokens_per_expert, is_token_in_rank));
+}
+
 }  // namespace dsk
 
 #endif  // DSK_HPP_

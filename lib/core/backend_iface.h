@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 // Bump whenever a field of dsk_backend_iface changes meaning or position.
-#define DSK_BACKEND_IFACE_VERSION 3
+#define DSK_BACKEND_IFACE_VERSION 4
 
 // Directions for dsk_backend_iface::memcpy.
 #define DSK_MEMCPY_HOST_TO_DEVICE 1
@@ -48,6 +48,21 @@ typedef struct dsk_mla_decode_work {
   int32_t reserved;
   size_t workspace_bytes;  // scratch mla_decode needs (partial outputs and lse), 0 for none
 } dsk_mla_decode_work;
+
+// The gate's parameters (dsk_moe.h) after validation: group_rule resolved, n_group == 1 when there
+// is no group limit.
+typedef struct dsk_moe_gate_params {
+  int32_t num_experts;  // E
+  int32_t top_k;        // k <= topk_group * E / n_group
+  int32_t n_group;      // G, E % G == 0
+  int32_t topk_group;   // 1 <= topk_group <= G
+  int32_t score_func;   // DSK_MOE_SCORE_SOFTMAX / SIGMOID / NONE
+  int32_t top2sum;      // group score: 1 = sum of the two largest (E / G >= 2), 0 = max
+  int32_t renormalize;  // 0 or 1
+  int32_t score_bf16;   // 1 = the reference's bf16 rounding points (score_dtype BF16)
+  float scale;          // routed_scaling_factor, finite
+  int32_t reserved;
+} dsk_moe_gate_params;
 
 // Where an op runs and the scratch memory it may use. workspace is the context's device workspace
 // (may be NULL/0); ops needing more scratch allocate stream-ordered memory themselves.
@@ -172,6 +187,50 @@ typedef struct dsk_backend_iface {
   dsk_status (*mla_prefill)(const dsk_exec* ex, const DLTensor* q, const DLTensor* k,
                             const DLTensor* v, const DLTensor* cu_q, const DLTensor* cu_k,
                             const DLTensor* out, const DLTensor* lse, float scale, int32_t causal);
+
+  // ---- MoE (dsk_moe.h). Tensors keep the ranks the header gives, with explicit strides. T may be
+  // 0 only where stated. Index values that live on the device (sorted_rows, dest, EP ids) are
+  // checked by the CPU backend before it writes anything; a device backend skips the bad item and
+  // reports it from its next synchronize (cuda/deferred_error.h).
+
+  // logits [T, E] float dtype, bias [E] f32 or NULL, ids [T, k] int32/int64, weights [T, k] f32,
+  // row_flags [T] uint8 or NULL; T >= 1.
+  dsk_status (*moe_gate)(const dsk_exec* ex, const dsk_moe_gate_params* p, const DLTensor* logits,
+                         const DLTensor* bias, const DLTensor* ids, const DLTensor* weights,
+                         const DLTensor* row_flags);
+  // ids [T, k] int32/int64 (T may be 0); counts [E], offsets [E + 1], sorted_rows [capacity]
+  // (capacity >= the dsk_moe_dispatch_capacity bound), block_experts [ceil(capacity / block)] or
+  // NULL, dest [T, k] or NULL: all int32.
+  dsk_status (*moe_dispatch)(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts,
+                             int32_t expert_begin, int32_t block_size, const DLTensor* counts,
+                             const DLTensor* offsets, const DLTensor* sorted_rows,
+                             const DLTensor* block_experts, const DLTensor* dest);
+  // x [T, D] float dtype, sorted_rows [R] int32 (values in [0, T * top_k]), out [R, D] float dtype
+  // or fp8_e4m3fn with out_scales [R, ceil(D / 128)] f32 (NULL for float out); R >= 1.
+  dsk_status (*moe_permute)(const dsk_exec* ex, const DLTensor* x, const DLTensor* sorted_rows,
+                            int32_t top_k, const DLTensor* out, const DLTensor* out_scales,
+                            uint32_t flags);
+  // y [R, D], dest [T, k] int32 (values in [-1, R)), weights [T, k] f32, shared [T, D] or NULL
+  // (may be the same view as out), out [T, D]; T >= 1 (R may be 0: then every dest is -1).
+  dsk_status (*moe_combine)(const dsk_exec* ex, const DLTensor* y, const DLTensor* dest,
+                            const DLTensor* weights, const DLTensor* shared, const DLTensor* out);
+  // y[offsets[g] .. offsets[g+1]) = x[same rows] @ w[g]^T for x [R, K], w [G, N, K] (float dtype of
+  // x), y [R, N] float dtype; offsets: G + 1 host values, 0 <= offsets[0] <= ... <= offsets[G] <=
+  // R. Rows outside [offsets[0], offsets[G]) are not written. May be NULL (libdsk then runs one
+  // gemm per group).
+  dsk_status (*moe_grouped_gemm)(const dsk_exec* ex, const DLTensor* x, const DLTensor* w,
+                                 const int64_t* offsets, const DLTensor* y);
+  // load [E] int64 += histogram of ids [T, k] (int32/int64) at e = id - expert_begin in [0, E).
+  dsk_status (*moe_load_accumulate)(const dsk_exec* ex, const DLTensor* ids, int32_t expert_begin,
+                                    const DLTensor* load);
+  // bias [E] f32 += gamma * sign(mean(load) - load[e]), load [E] int64 or f32.
+  dsk_status (*moe_bias_update)(const dsk_exec* ex, const DLTensor* load, const DLTensor* bias,
+                                float gamma);
+  // ids [T, k] int32/int64 in [-1, E) (T may be 0), tokens_per_rank [R] int32, tokens_per_expert
+  // [E] int32, is_token_in_rank [T, R] bool/uint8; E % R == 0.
+  dsk_status (*moe_ep_layout)(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts,
+                              int32_t num_ranks, const DLTensor* tokens_per_rank,
+                              const DLTensor* tokens_per_expert, const DLTensor* is_token_in_rank);
 } dsk_backend_iface;
 
 // Exported by a backend module (the only two symbols it exports):

@@ -44,7 +44,30 @@ dsk_status mla_cache_append(const dsk_exec* ex, const DLTensor* c_kv, const DLTe
 dsk_status mla_prefill(const dsk_exec* ex, const DLTensor* q, const DLTensor* k, \
                        const DLTensor* v, const DLTensor* cu_q, const DLTensor* cu_k, \
                        const DLTensor* out, const DLTensor* lse, float scale, \
-                       int32_t causal) noexcept;
+                       int32_t causal) noexcept; \
+dsk_status moe_gate(const dsk_exec* ex, const dsk_moe_gate_params* p, const DLTensor* logits, \
+                    const DLTensor* bias, const DLTensor* ids, const DLTensor* weights, \
+                    const DLTensor* row_flags) noexcept; \
+dsk_status moe_dispatch(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts, \
+                        int32_t expert_begin, int32_t block_size, const DLTensor* counts, \
+                        const DLTensor* offsets, const DLTensor* sorted_rows, \
+                        const DLTensor* block_experts, const DLTensor* dest) noexcept; \
+dsk_status moe_permute(const dsk_exec* ex, const DLTensor* x, const DLTensor* sorted_rows, \
+                       int32_t top_k, const DLTensor* out, const DLTensor* out_scales, \
+                       uint32_t flags) noexcept; \
+dsk_status moe_combine(const dsk_exec* ex, const DLTensor* y, const DLTensor* dest, \
+                       const DLTensor* weights, const DLTensor* shared, \
+                       const DLTensor* out) noexcept; \
+dsk_status moe_grouped_gemm(const dsk_exec* ex, const DLTensor* x, const DLTensor* w, \
+                            const int64_t* offsets, const DLTensor* y) noexcept; \
+dsk_status moe_load_accumulate(const dsk_exec* ex, const DLTensor* ids, int32_t expert_begin, \
+                               const DLTensor* load) noexcept; \
+dsk_status moe_bias_update(const dsk_exec* ex, const DLTensor* load, const DLTensor* bias, \
+                           float gamma) noexcept; \
+dsk_status moe_ep_layout(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts, \
+                         int32_t num_ranks, const DLTensor* tokens_per_rank, \
+                         const DLTensor* tokens_per_expert, \
+                         const DLTensor* is_token_in_rank) noexcept;
 // clang-format on
 
 #endif  // DSK_LIB_CORE_BACKEND_OP_DECLS_H_

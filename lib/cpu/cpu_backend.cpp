@@ -135,6 +135,14 @@ const dsk_backend_iface kCpuIface = {
     cpu::mla_decode,
     cpu::mla_cache_append,
     cpu::mla_prefill,
+    cpu::moe_gate,
+    cpu::moe_dispatch,
+    cpu::moe_permute,
+    cpu::moe_combine,
+    cpu::moe_grouped_gemm,
+    cpu::moe_load_accumulate,
+    cpu::moe_bias_update,
+    cpu::moe_ep_layout,
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "core/layout.h"
 #include "cpu/backend_guard.h"
 #include "cpu/convert_run.h"
+#include "cpu/index_io.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 #include "dsk/dsk_dtype.h"
@@ -17,21 +18,6 @@
 
 namespace dsk {
 namespace cpu {
-namespace {
-
-inline int64_t load_id(int32_t id, const char* p) {
-  if (id == DSK_DTYPE_INT32) {
-    int32_t v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-  }
-  int64_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-}  // namespace
-
 dsk_status embedding(const dsk_exec* /*ex*/, const DLTensor* table_t, const DLTensor* ids_t,
                      const DLTensor* out_t) noexcept {
   return guarded([&] {
@@ -46,7 +32,7 @@ dsk_status embedding(const dsk_exec* /*ex*/, const DLTensor* table_t, const DLTe
     const int64_t count = ids.shape[0];
     const auto id_step = ids.strides[0] * static_cast<int64_t>(ids.elem_size);
     for (int64_t t = 0; t < count; ++t) {
-      const int64_t id = load_id(ids.dtype_id, ids.data + t * id_step);
+      const int64_t id = load_index(ids.dtype_id, ids.data + t * id_step);
       check_arg(id >= 0 && id < v,
                 "ids[{}] = {} (flat index in row-major order), expected an id in [0, {}) "
                 "(table.shape[0])",
@@ -61,7 +47,7 @@ dsk_status embedding(const dsk_exec* /*ex*/, const DLTensor* table_t, const DLTe
     // Rows are independent: split over threads (cpu/parallel.h), which changes no result.
     parallel_for(count, min_rows_per_thread(d), [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; ++t) {
-        const int64_t id = load_id(ids.dtype_id, ids.data + t * id_step);
+        const int64_t id = load_index(ids.dtype_id, ids.data + t * id_step);
         const char* src = table.data + id * table.strides[0] * te;
         char* dst = out.data + t * out.strides[0] * oe;
         if (plain) {

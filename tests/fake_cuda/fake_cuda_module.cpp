@@ -142,6 +142,14 @@ const dsk_backend_iface kTable = {
     nullptr,  // mla_decode
     nullptr,  // mla_cache_append
     nullptr,  // mla_prefill
+    nullptr,  // moe_gate
+    nullptr,  // moe_dispatch
+    nullptr,  // moe_permute
+    nullptr,  // moe_combine
+    nullptr,  // moe_grouped_gemm
+    nullptr,  // moe_load_accumulate
+    nullptr,  // moe_bias_update
+    nullptr,  // moe_ep_layout
 };
 
 }  // namespace

@@ -1215,6 +1215,380 @@ def mla_prefill(ctx: Optional[Context], q: TensorLike, k: TensorLike, v: TensorL
                                 1 if causal else 0, p[5], p[6]))
 
 
+# --- Mixture of Experts (dsk_moe.h)
+#
+# The conventions of the ops above: tensors as dsk.Tensor or any DLPack producer, outputs passed in
+# and written, ctx=None for the process-wide CPU context. Required arguments come in the C order,
+# optional ones (None = NULL, scalars with a natural default) are keywords. The gate parameters are
+# a MoeGateConfig, expert weights a MoeExpertWeights (or a (w1, w3, w2) tuple). Shapes and
+# semantics: dsk_moe.h.
+
+MOE_SCORE_SOFTMAX = _ffi.DSK_MOE_SCORE_SOFTMAX
+MOE_SCORE_SIGMOID = _ffi.DSK_MOE_SCORE_SIGMOID
+MOE_SCORE_NONE = _ffi.DSK_MOE_SCORE_NONE
+MOE_GROUP_AUTO = _ffi.DSK_MOE_GROUP_AUTO
+MOE_GROUP_MAX = _ffi.DSK_MOE_GROUP_MAX
+MOE_GROUP_TOP2SUM = _ffi.DSK_MOE_GROUP_TOP2SUM
+MOE_ROW_NO_FINITE = _ffi.DSK_MOE_ROW_NO_FINITE
+MOE_ROW_SHORT = _ffi.DSK_MOE_ROW_SHORT
+
+_MOE_SCORES = {"softmax": MOE_SCORE_SOFTMAX, "sigmoid": MOE_SCORE_SIGMOID, "none": MOE_SCORE_NONE}
+_MOE_GROUP_RULES = {"auto": MOE_GROUP_AUTO, "max": MOE_GROUP_MAX, "top2sum": MOE_GROUP_TOP2SUM}
+
+
+def _moe_enum(table: Dict[str, int], value: Union[str, int], what: str) -> int:
+    if isinstance(value, int):
+        return value  # the library validates the range
+    try:
+        return table[value.lower()]
+    except (KeyError, AttributeError):
+        raise InvalidArgumentError(
+            f"dsk: MoeGateConfig: unknown {what} {value!r}; expected one of "
+            f"{', '.join(repr(k) for k in table)}", _ffi.DSK_ERR_INVALID_ARGUMENT) from None
+
+
+def _moe_enum_name(table: Dict[str, int], value: int) -> Union[str, int]:
+    for name, v in table.items():
+        if v == value:
+            return name
+    return value
+
+
+@dataclass
+class MoeGateConfig:
+    """dsk_moe_gate_config: the gate's parameters; the defaults are DeepSeek-V3's (see dsk_moe.h).
+
+    score_func: "softmax", "sigmoid" or "none" (the logits are already scores); group_rule:
+    "auto" (top-2 sum with a bias, max without), "max" or "top2sum"; either may also be a
+    dsk.MOE_* value. score_dtype "f32", or "bf16" to reproduce the GitHub reference's bf16 steps.
+    """
+
+    num_experts: int = 256
+    top_k: int = 8
+    n_group: int = 8
+    topk_group: int = 4
+    score_func: Union[str, int] = "sigmoid"
+    group_rule: Union[str, int] = "auto"
+    renormalize: bool = True
+    routed_scaling_factor: float = 2.5
+    score_dtype: DType = "f32"
+
+    @classmethod
+    def deepseek_v3(cls) -> "MoeGateConfig":
+        """The library's defaults (dsk_moe_gate_config_init): E 256, k 8, G 8, topk_group 4,
+        sigmoid, renormalized, scale 2.5."""
+        raw = _ffi.dsk_moe_gate_config()
+        _check(_lib.dsk_moe_gate_config_init(byref(raw)))
+        return cls(num_experts=raw.num_experts, top_k=raw.top_k, n_group=raw.n_group,
+                   topk_group=raw.topk_group,
+                   score_func=_moe_enum_name(_MOE_SCORES, raw.score_func),
+                   group_rule=_moe_enum_name(_MOE_GROUP_RULES, raw.group_rule),
+                   renormalize=bool(raw.renormalize),
+                   routed_scaling_factor=raw.routed_scaling_factor,
+                   score_dtype=dtype_from_id(raw.score_dtype))
+
+    @classmethod
+    def deepseek_v2(cls) -> "MoeGateConfig":
+        """DeepSeek-V2: E 160, k 6, G 8, topk_group 3, softmax, not renormalized, scale 16."""
+        return cls(num_experts=160, top_k=6, n_group=8, topk_group=3, score_func="softmax",
+                   renormalize=False, routed_scaling_factor=16.0)
+
+    @classmethod
+    def deepseek_v2_lite(cls) -> "MoeGateConfig":
+        """DeepSeek-V2-Lite: E 64, k 6, no groups, softmax, not renormalized, scale 1."""
+        return cls(num_experts=64, top_k=6, n_group=1, topk_group=1, score_func="softmax",
+                   renormalize=False, routed_scaling_factor=1.0)
+
+    def _raw(self) -> Any:
+        raw = _ffi.dsk_moe_gate_config()
+        _check(_lib.dsk_moe_gate_config_init(byref(raw)))  # struct_size
+        raw.num_experts = self.num_experts
+        raw.top_k = self.top_k
+        raw.n_group = self.n_group
+        raw.topk_group = self.topk_group
+        raw.score_func = _moe_enum(_MOE_SCORES, self.score_func, "score_func")
+        raw.group_rule = _moe_enum(_MOE_GROUP_RULES, self.group_rule, "group_rule")
+        raw.renormalize = 1 if self.renormalize else 0
+        raw.routed_scaling_factor = self.routed_scaling_factor
+        raw.score_dtype = (self.score_dtype if isinstance(self.score_dtype, int)
+                           else dtype_id(self.score_dtype))
+        return raw
+
+
+def _gate_config(config: Optional[MoeGateConfig]) -> Any:
+    return (config if config is not None else MoeGateConfig())._raw()
+
+
+@dataclass
+class MoeExpertWeights:
+    """dsk_moe_expert_weights: SwiGLU expert weights y = (silu(x @ w1.T) * (x @ w3.T)) @ w2.T.
+
+    Routed experts: w1, w3 [E, I, D], w2 [E, D, I]; shared experts: w1, w3 [Is, D], w2 [D, Is].
+    One float dtype, or fp8_e4m3fn with the *_scales ([E,] ceil(rows/128), ceil(cols/128)] f32,
+    128 x 128 blocks); the scales are None for float weights.
+    """
+
+    w1: TensorLike
+    w3: TensorLike
+    w2: TensorLike
+    w1_scales: Optional[TensorLike] = None
+    w3_scales: Optional[TensorLike] = None
+    w2_scales: Optional[TensorLike] = None
+
+    def _raw(self) -> Tuple[Any, "_Borrowed"]:
+        """The C struct (dsk_moe_expert_weights_init, then the tensors) and what keeps its
+        borrowed tensors alive."""
+        raw = _ffi.dsk_moe_expert_weights()
+        _check(_lib.dsk_moe_expert_weights_init(byref(raw)))
+        args = _Borrowed(self.w1, self.w3, self.w2, self.w1_scales, self.w3_scales, self.w2_scales)
+        p = args.ptrs
+        raw.w1, raw.w3, raw.w2, raw.w1_scales, raw.w3_scales, raw.w2_scales = p
+        return raw, args
+
+
+ExpertWeightsLike = Union[MoeExpertWeights, Sequence[Optional[TensorLike]]]
+
+
+def _expert_weights(w: Optional[ExpertWeightsLike]) -> Tuple[Any, Any]:
+    """(byref(struct) or None, keep-alive) for a MoeExpertWeights, a (w1, w3, w2[, w1_scales,
+    w3_scales, w2_scales]) sequence, or None."""
+    if w is None:
+        return None, None
+    if not isinstance(w, MoeExpertWeights):
+        if isinstance(w, (tuple, list)) and len(w) in (3, 6):
+            w = MoeExpertWeights(*w)
+        else:
+            raise TypeError("dsk: expert weights are a dsk.MoeExpertWeights or a (w1, w3, w2) "
+                            f"tuple, not {type(w).__name__}")
+    raw, keep = w._raw()
+    return byref(raw), (raw, keep)
+
+
+def moe_gate(ctx: Optional[Context], config: Optional[MoeGateConfig], logits: TensorLike,
+             ids: TensorLike, weights: TensorLike, bias: Optional[TensorLike] = None,
+             row_flags: Optional[TensorLike] = None) -> None:
+    """Routes T tokens (dsk_moe_gate): logits [T, E] f32/f16/bf16 -> ids [T, k] int32/int64 (the
+    k best biased scores, descending, ties to the lower expert) and weights [T, k] f32 (the
+    unbiased scores at ids, renormalized and scaled as configured). bias [E] f32 or None;
+    row_flags [T] uint8 or None receives dsk.MOE_ROW_* bits. config None: DeepSeek-V3's gate."""
+    cx = _ctx_or_default(ctx)
+    raw = _gate_config(config)
+    args = _Borrowed(logits, bias, ids, weights, row_flags)
+    _check(_lib.dsk_moe_gate(cx.handle, byref(raw), *args.ptrs))
+
+
+def moe_gate_router(ctx: Optional[Context], config: Optional[MoeGateConfig], x: TensorLike,
+                    w: TensorLike, ids: TensorLike, weights: TensorLike,
+                    bias: Optional[TensorLike] = None,
+                    row_flags: Optional[TensorLike] = None) -> None:
+    """The router GEMM logits = x [T, D] @ w [E, D].T (f32 accumulation), then moe_gate
+    (dsk_moe_gate_router)."""
+    cx = _ctx_or_default(ctx)
+    raw = _gate_config(config)
+    args = _Borrowed(x, w, bias, ids, weights, row_flags)
+    _check(_lib.dsk_moe_gate_router(cx.handle, byref(raw), *args.ptrs))
+
+
+def moe_dispatch_capacity(num_tokens: int, top_k: int, num_experts: int,
+                          block_size: int = 1) -> int:
+    """The rows sorted_rows needs in the worst case (dsk_moe_dispatch_capacity):
+    T * k + min(E, T * k) * (block_size - 1)."""
+    out = c_int64()
+    _check(_lib.dsk_moe_dispatch_capacity(int(num_tokens), int(top_k), int(num_experts),
+                                          int(block_size), byref(out)))
+    return out.value
+
+
+def moe_dispatch(ctx: Optional[Context], ids: TensorLike, num_experts: int, counts: TensorLike,
+                 offsets: TensorLike, sorted_rows: TensorLike, expert_begin: int = 0,
+                 block_size: int = 1, block_experts: Optional[TensorLike] = None,
+                 dest: Optional[TensorLike] = None) -> None:
+    """Sorts the assignments t * k + j of ids [T, k] by local expert id - expert_begin, stably
+    (dsk_moe_dispatch); ids outside [expert_begin, expert_begin + num_experts) are skipped.
+
+    Outputs (int32): counts [E], offsets [E + 1] (segments padded to block_size),
+    sorted_rows [capacity] (T * k for padding), block_experts [ceil(capacity / block_size)] or
+    None, dest [T, k] or None (the row of each assignment, -1 when skipped).
+    """
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(ids, counts, offsets, sorted_rows, block_experts, dest)
+    p = args.ptrs
+    _check(_lib.dsk_moe_dispatch(cx.handle, p[0], int(num_experts), int(expert_begin),
+                                 int(block_size), p[1], p[2], p[3], p[4], p[5]))
+
+
+def moe_permute(ctx: Optional[Context], x: TensorLike, sorted_rows: TensorLike, top_k: int,
+                out: TensorLike, out_scales: Optional[TensorLike] = None,
+                scale_pow2: bool = False) -> None:
+    """out[r] = x[sorted_rows[r] // top_k], 0 for padding rows (dsk_moe_permute). An fp8_e4m3fn
+    out is quantized per 1 x 128 tile with out_scales [R, ceil(D/128)] f32 (scale_pow2 as in
+    quant_fp8_act); float outputs take neither."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(x, sorted_rows, out, out_scales)
+    p = args.ptrs
+    _check(_lib.dsk_moe_permute(cx.handle, p[0], p[1], int(top_k), p[2], p[3],
+                                _quant_flags(scale_pow2)))
+
+
+def moe_combine(ctx: Optional[Context], y: TensorLike, dest: TensorLike, weights: TensorLike,
+                out: TensorLike, shared: Optional[TensorLike] = None) -> None:
+    """out[t] = shared[t] + sum_j weights[t, j] * y[dest[t, j]] in f32, skipping dest -1
+    (dsk_moe_combine). y [R, D], dest [T, k] int32, weights [T, k] f32, shared [T, D] or None;
+    out may be shared itself."""
+    _call_op(_lib.dsk_moe_combine, ctx, (y, dest, weights, shared, out))
+
+
+def moe_experts(ctx: Optional[Context], weights: ExpertWeightsLike, x: TensorLike,
+                offsets: TensorLike, y: TensorLike, x_scales: Optional[TensorLike] = None) -> None:
+    """Runs SwiGLU expert e over rows offsets[e]:offsets[e+1] of x [R, D] into y [R, D]
+    (dsk_moe_experts); rows at or past offsets[E] are not written. offsets [E + 1] int32 (host or
+    x's device). x_scales: the 1 x 128 tile scales of an fp8_e4m3fn x (moe_permute's fp8 output),
+    else None."""
+    cx = _ctx_or_default(ctx)
+    w, _keep_w = _expert_weights(weights)
+    args = _Borrowed(x, x_scales, offsets, y)
+    _check(_lib.dsk_moe_experts(cx.handle, w, *args.ptrs))
+
+
+class MoePlan:
+    """A MoE layer plan (dsk_moe_plan) for tensors of these shapes, dtypes and device.
+
+    Made from the tensors later passed to run() (their contents are not read): x [T, D],
+    router_w [E, D], the routed experts, the shared experts (None: the layer has none) and
+    out [T, D]. Immutable; usable from any thread with any context on its device. Use as a
+    context manager or call close(); collected plans are released too.
+    """
+
+    def __init__(self, ctx: Optional[Context], config: Optional[MoeGateConfig], x: TensorLike,
+                 router_w: TensorLike, experts: ExpertWeightsLike, out: TensorLike,
+                 shared: Optional[ExpertWeightsLike] = None) -> None:
+        self._h: Optional[int] = None
+        cx = _ctx_or_default(ctx)
+        raw = _gate_config(config)
+        ew, _keep_e = _expert_weights(experts)
+        sw, _keep_s = _expert_weights(shared)
+        args = _Borrowed(x, router_w, out)
+        p = args.ptrs
+        h = c_void_p()
+        _check(_lib.dsk_moe_plan_create(cx.handle, byref(raw), p[0], p[1], ew, sw, p[2], byref(h)))
+        self._h = h.value
+
+    @property
+    def handle(self) -> int:
+        """The dsk_moe_plan* address; ValueError after close()."""
+        h = getattr(self, "_h", None)
+        if h is None:
+            raise ValueError("dsk: the MoE plan is closed")
+        return h
+
+    def close(self) -> None:
+        """Releases the plan (idempotent)."""
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            _lib.dsk_moe_plan_release(h)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "MoePlan":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def workspace_size(self) -> int:
+        """Bytes of scratch run() uses: a context workspace at least this large
+        (Context.reserve_workspace) makes run allocation-free."""
+        out = c_size_t()
+        _check(_lib.dsk_moe_plan_workspace_size(self.handle, byref(out)))
+        return out.value
+
+    def run(self, ctx: Optional[Context], x: TensorLike, router_w: TensorLike,
+            experts: ExpertWeightsLike, out: TensorLike, bias: Optional[TensorLike] = None,
+            shared: Optional[ExpertWeightsLike] = None, ids: Optional[TensorLike] = None,
+            weights: Optional[TensorLike] = None) -> None:
+        """moe_forward_run with this plan."""
+        moe_forward_run(ctx, self, x, router_w, experts, out, bias=bias, shared=shared, ids=ids,
+                        weights=weights)
+
+    def __repr__(self) -> str:
+        if getattr(self, "_h", None) is None:
+            return "<dsk.MoePlan closed>"
+        return f"<dsk.MoePlan workspace_size={self.workspace_size}>"
+
+
+def moe_plan(ctx: Optional[Context], config: Optional[MoeGateConfig], x: TensorLike,
+             router_w: TensorLike, experts: ExpertWeightsLike, out: TensorLike,
+             shared: Optional[ExpertWeightsLike] = None) -> MoePlan:
+    """A layer plan for tensors like these (dsk_moe_plan_create); see MoePlan."""
+    return MoePlan(ctx, config, x, router_w, experts, out, shared=shared)
+
+
+def moe_forward_run(ctx: Optional[Context], plan: MoePlan, x: TensorLike, router_w: TensorLike,
+                    experts: ExpertWeightsLike, out: TensorLike, bias: Optional[TensorLike] = None,
+                    shared: Optional[ExpertWeightsLike] = None, ids: Optional[TensorLike] = None,
+                    weights: Optional[TensorLike] = None) -> None:
+    """The whole MoE layer with a plan (dsk_moe_forward_run): gate_router(x, router_w, bias) ->
+    dispatch -> permute -> experts -> shared experts on x -> combine (+ shared) = out [T, D].
+    shared must be given exactly when it was at plan time; ids [T, k] int32 and weights [T, k]
+    f32 receive the gate's output when given."""
+    cx = _ctx_or_default(ctx)
+    ew, _keep_e = _expert_weights(experts)
+    sw, _keep_s = _expert_weights(shared)
+    args = _Borrowed(x, router_w, bias, out, ids, weights)
+    p = args.ptrs
+    _check(_lib.dsk_moe_forward_run(cx.handle, plan.handle, p[0], p[1], p[2], ew, sw, p[3], p[4],
+                                    p[5]))
+
+
+def moe_forward(ctx: Optional[Context], config: Optional[MoeGateConfig], x: TensorLike,
+                router_w: TensorLike, experts: ExpertWeightsLike, out: TensorLike,
+                bias: Optional[TensorLike] = None,
+                shared: Optional[ExpertWeightsLike] = None) -> None:
+    """moe_forward_run with a plan made and released in the call (dsk_moe_forward)."""
+    cx = _ctx_or_default(ctx)
+    raw = _gate_config(config)
+    ew, _keep_e = _expert_weights(experts)
+    sw, _keep_s = _expert_weights(shared)
+    args = _Borrowed(x, router_w, bias, out)
+    p = args.ptrs
+    _check(_lib.dsk_moe_forward(cx.handle, byref(raw), p[0], p[1], p[2], ew, sw, p[3]))
+
+
+def moe_load_accumulate(ctx: Optional[Context], ids: TensorLike, load: TensorLike,
+                        expert_begin: int = 0) -> None:
+    """load[e] += the number of assignments of ids [T, k] to expert expert_begin + e
+    (dsk_moe_load_accumulate); load [E] int64. Other ids (other devices' experts, -1) are
+    skipped."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(ids, load)
+    _check(_lib.dsk_moe_load_accumulate(cx.handle, args.ptrs[0], int(expert_begin), args.ptrs[1]))
+
+
+def moe_bias_update(ctx: Optional[Context], load: TensorLike, bias: TensorLike,
+                    gamma: float = 0.001) -> None:
+    """DeepSeek-V3's auxiliary-loss-free update (dsk_moe_bias_update), in place:
+    bias[e] += gamma * sign(mean(load) - load[e]). load [E] int64 or f32, bias [E] f32."""
+    _call_op(_lib.dsk_moe_bias_update, ctx, (load, bias), float(gamma))
+
+
+def moe_ep_layout(ctx: Optional[Context], ids: TensorLike, num_experts: int, num_ranks: int,
+                  tokens_per_rank: TensorLike, tokens_per_expert: TensorLike,
+                  is_token_in_rank: TensorLike) -> None:
+    """DeepEP's dispatch layout for num_ranks ranks owning contiguous expert ranges
+    (dsk_moe_ep_layout): tokens_per_rank [R] int32, tokens_per_expert [E] int32,
+    is_token_in_rank [T, R] bool/uint8, from ids [T, k] (-1 = no expert)."""
+    cx = _ctx_or_default(ctx)
+    args = _Borrowed(ids, tokens_per_rank, tokens_per_expert, is_token_in_rank)
+    p = args.ptrs
+    _check(_lib.dsk_moe_ep_layout(cx.handle, p[0], int(num_experts), int(num_ranks), p[1], p[2],
+                                  p[3]))
+
+
 # Which Python-level entry point covers each C function (checked by test_api_coverage).
 WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_version_number": version_number,
@@ -1296,4 +1670,21 @@ WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_mla_absorb_out": mla_absorb_out,
     "dsk_mla_decompress_kv": mla_decompress_kv,
     "dsk_mla_prefill": mla_prefill,
+    "dsk_moe_gate_config_init": MoeGateConfig.deepseek_v3,
+    "dsk_moe_gate": moe_gate,
+    "dsk_moe_gate_router": moe_gate_router,
+    "dsk_moe_dispatch": moe_dispatch,
+    "dsk_moe_dispatch_capacity": moe_dispatch_capacity,
+    "dsk_moe_permute": moe_permute,
+    "dsk_moe_combine": moe_combine,
+    "dsk_moe_expert_weights_init": MoeExpertWeights._raw,
+    "dsk_moe_experts": moe_experts,
+    "dsk_moe_plan_create": MoePlan,
+    "dsk_moe_plan_release": MoePlan.close,
+    "dsk_moe_plan_workspace_size": MoePlan.workspace_size.fget,  # type: ignore[attr-defined]
+    "dsk_moe_forward_run": moe_forward_run,
+    "dsk_moe_forward": moe_forward,
+    "dsk_moe_load_accumulate": moe_load_accumulate,
+    "dsk_moe_bias_update": moe_bias_update,
+    "dsk_moe_ep_layout": moe_ep_layout,
 }

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ._errors import UnsupportedError, VersionMismatchError
 
 # --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_ops.h,
-# dsk_dlpack.h; dsk_mla.h declares none)
+# dsk_moe.h, dsk_dlpack.h; dsk_mla.h declares none)
 
 DSK_VERSION_MAJOR = 0
 DSK_VERSION_MINOR = 1
@@ -84,6 +84,15 @@ DSK_FP8_KERNEL_BLOCK_SCALED = 2
 DSK_FP8_KERNEL_DEQUANT_GEMM = 3
 DSK_ROPE_INTERLEAVED = 0
 DSK_ROPE_HALF_SPLIT = 1
+
+DSK_MOE_SCORE_SOFTMAX = 0
+DSK_MOE_SCORE_SIGMOID = 1
+DSK_MOE_SCORE_NONE = 2
+DSK_MOE_GROUP_AUTO = 0
+DSK_MOE_GROUP_MAX = 1
+DSK_MOE_GROUP_TOP2SUM = 2
+DSK_MOE_ROW_NO_FINITE = 1
+DSK_MOE_ROW_SHORT = 2
 
 DLPACK_MAJOR_VERSION = 1
 DLPACK_MINOR_VERSION = 1
@@ -267,6 +276,34 @@ class dsk_rope_config(Structure):
     ]
 
 
+class dsk_moe_gate_config(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("num_experts", c_int32),
+        ("top_k", c_int32),
+        ("n_group", c_int32),
+        ("topk_group", c_int32),
+        ("score_func", c_int32),
+        ("group_rule", c_int32),
+        ("renormalize", c_int32),
+        ("routed_scaling_factor", c_float),
+        ("score_dtype", c_int32),
+    ]
+
+
+class dsk_moe_expert_weights(Structure):
+    # Borrowed tensors; None = NULL.
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("w1", POINTER(DLTensor)),
+        ("w3", POINTER(DLTensor)),
+        ("w2", POINTER(DLTensor)),
+        ("w1_scales", POINTER(DLTensor)),
+        ("w3_scales", POINTER(DLTensor)),
+        ("w2_scales", POINTER(DLTensor)),
+    ]
+
+
 # Name in the headers/manifest -> ctypes type, for the layout test.
 STRUCTS = {
     "dsk_backend_info": dsk_backend_info,
@@ -275,6 +312,8 @@ STRUCTS = {
     "dsk_context_options": dsk_context_options,
     "dsk_random_params": dsk_random_params,
     "dsk_rope_config": dsk_rope_config,
+    "dsk_moe_gate_config": dsk_moe_gate_config,
+    "dsk_moe_expert_weights": dsk_moe_expert_weights,
     "DLDeviceType": DLDeviceType,
     "DLDataTypeCode": DLDataTypeCode,
     "DLPackVersion": DLPackVersion,
@@ -424,6 +463,60 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         dsk_status,
         [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), c_float,
          c_int32, _P(DLTensor), _P(DLTensor)],
+    ),
+    # dsk_moe.h (the layer plan is an opaque handle; optional tensors and shared weights are NULL)
+    "dsk_moe_gate_config_init": (dsk_status, [_P(dsk_moe_gate_config)]),
+    "dsk_moe_gate": (
+        dsk_status,
+        [_ctx, _P(dsk_moe_gate_config), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor),
+         _P(DLTensor)],
+    ),
+    "dsk_moe_gate_router": (
+        dsk_status,
+        [_ctx, _P(dsk_moe_gate_config), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor),
+         _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_moe_dispatch": (
+        dsk_status,
+        [_ctx, _P(DLTensor), c_int32, c_int32, c_int32, _P(DLTensor), _P(DLTensor), _P(DLTensor),
+         _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_moe_dispatch_capacity": (dsk_status, [c_int64, c_int32, c_int32, c_int32, _P(c_int64)]),
+    "dsk_moe_permute": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), c_int32, _P(DLTensor), _P(DLTensor), c_uint32],
+    ),
+    "dsk_moe_combine": (
+        dsk_status,
+        [_ctx, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_moe_expert_weights_init": (dsk_status, [_P(dsk_moe_expert_weights)]),
+    "dsk_moe_experts": (
+        dsk_status,
+        [_ctx, _P(dsk_moe_expert_weights), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_moe_plan_create": (
+        dsk_status,
+        [_ctx, _P(dsk_moe_gate_config), _P(DLTensor), _P(DLTensor), _P(dsk_moe_expert_weights),
+         _P(dsk_moe_expert_weights), _P(DLTensor), _P(_plan)],
+    ),
+    "dsk_moe_plan_release": (None, [_plan]),
+    "dsk_moe_plan_workspace_size": (dsk_status, [_plan, _P(c_size_t)]),
+    "dsk_moe_forward_run": (
+        dsk_status,
+        [_ctx, _plan, _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(dsk_moe_expert_weights),
+         _P(dsk_moe_expert_weights), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_moe_forward": (
+        dsk_status,
+        [_ctx, _P(dsk_moe_gate_config), _P(DLTensor), _P(DLTensor), _P(DLTensor),
+         _P(dsk_moe_expert_weights), _P(dsk_moe_expert_weights), _P(DLTensor)],
+    ),
+    "dsk_moe_load_accumulate": (dsk_status, [_ctx, _P(DLTensor), c_int32, _P(DLTensor)]),
+    "dsk_moe_bias_update": (dsk_status, [_ctx, _P(DLTensor), _P(DLTensor), c_float]),
+    "dsk_moe_ep_layout": (
+        dsk_status,
+        [_ctx, _P(DLTensor), c_int32, c_int32, _P(DLTensor), _P(DLTensor), _P(DLTensor)],
     ),
 }
 

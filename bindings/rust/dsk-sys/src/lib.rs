@@ -141,6 +141,30 @@ c_structs! {
         pub mscale_all_dim: f64,
     }
 
+    pub struct dsk_moe_gate_config {
+        pub struct_size: u32,
+        pub num_experts: i32,
+        pub top_k: i32,
+        pub n_group: i32,
+        pub topk_group: i32,
+        pub score_func: i32,
+        pub group_rule: i32,
+        pub renormalize: i32,
+        pub routed_scaling_factor: f32,
+        pub score_dtype: i32,
+    }
+
+    /// Borrowed tensors; NULL for absent ones (the scales of float weights).
+    pub struct dsk_moe_expert_weights {
+        pub struct_size: u32,
+        pub w1: *const DLTensor,
+        pub w3: *const DLTensor,
+        pub w2: *const DLTensor,
+        pub w1_scales: *const DLTensor,
+        pub w3_scales: *const DLTensor,
+        pub w2_scales: *const DLTensor,
+    }
+
     pub struct DLPackVersion {
         pub major: u32,
         pub minor: u32,
@@ -223,6 +247,13 @@ pub struct dsk_mla_decode_plan {
     _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
+/// Opaque handle (`dsk_moe_plan`, dsk_moe.h): immutable once created.
+#[repr(C)]
+pub struct dsk_moe_plan {
+    _opaque: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
 pub type dsk_status = i32;
 pub type dsk_log_fn = Option<unsafe extern "C" fn(level: i32, message: *const c_char, user: *mut c_void)>;
 
@@ -279,6 +310,15 @@ c_constants! {
     DSK_FP8_KERNEL_DEQUANT_GEMM: i32 = 3;
     DSK_ROPE_INTERLEAVED: i32 = 0;
     DSK_ROPE_HALF_SPLIT: i32 = 1;
+    // dsk_moe.h
+    DSK_MOE_SCORE_SOFTMAX: i32 = 0;
+    DSK_MOE_SCORE_SIGMOID: i32 = 1;
+    DSK_MOE_SCORE_NONE: i32 = 2;
+    DSK_MOE_GROUP_AUTO: i32 = 0;
+    DSK_MOE_GROUP_MAX: i32 = 1;
+    DSK_MOE_GROUP_TOP2SUM: i32 = 2;
+    DSK_MOE_ROW_NO_FINITE: u32 = 1;
+    DSK_MOE_ROW_SHORT: u32 = 2;
     // dsk_dlpack.h
     DLPACK_MAJOR_VERSION: u32 = 1;
     DLPACK_MINOR_VERSION: u32 = 1;
@@ -452,4 +492,45 @@ c_functions! {
     pub fn dsk_mla_prefill(ctx: *mut dsk_context, q: *const DLTensor, k: *const DLTensor, v: *const DLTensor,
                            cu_seqlens_q: *const DLTensor, cu_seqlens_k: *const DLTensor, softmax_scale: f32,
                            causal: i32, out: *const DLTensor, lse: *const DLTensor) -> dsk_status;
+    // dsk_moe.h (optional tensors and shared expert weights are NULL)
+    pub fn dsk_moe_gate_config_init(config: *mut dsk_moe_gate_config) -> dsk_status;
+    pub fn dsk_moe_gate(ctx: *mut dsk_context, config: *const dsk_moe_gate_config, logits: *const DLTensor,
+                        bias: *const DLTensor, ids: *const DLTensor, weights: *const DLTensor,
+                        row_flags: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_gate_router(ctx: *mut dsk_context, config: *const dsk_moe_gate_config, x: *const DLTensor,
+                               w: *const DLTensor, bias: *const DLTensor, ids: *const DLTensor,
+                               weights: *const DLTensor, row_flags: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_dispatch(ctx: *mut dsk_context, ids: *const DLTensor, num_experts: i32, expert_begin: i32,
+                            block_size: i32, counts: *const DLTensor, offsets: *const DLTensor,
+                            sorted_rows: *const DLTensor, block_experts: *const DLTensor,
+                            dest: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_dispatch_capacity(num_tokens: i64, top_k: i32, num_experts: i32, block_size: i32,
+                                     capacity: *mut i64) -> dsk_status;
+    pub fn dsk_moe_permute(ctx: *mut dsk_context, x: *const DLTensor, sorted_rows: *const DLTensor, top_k: i32,
+                           out: *const DLTensor, out_scales: *const DLTensor, flags: u32) -> dsk_status;
+    pub fn dsk_moe_combine(ctx: *mut dsk_context, y: *const DLTensor, dest: *const DLTensor,
+                           weights: *const DLTensor, shared: *const DLTensor, out: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_expert_weights_init(weights: *mut dsk_moe_expert_weights) -> dsk_status;
+    pub fn dsk_moe_experts(ctx: *mut dsk_context, weights: *const dsk_moe_expert_weights, x: *const DLTensor,
+                           x_scales: *const DLTensor, offsets: *const DLTensor, y: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_plan_create(ctx: *mut dsk_context, config: *const dsk_moe_gate_config, x: *const DLTensor,
+                               router_w: *const DLTensor, experts: *const dsk_moe_expert_weights,
+                               shared: *const dsk_moe_expert_weights, out: *const DLTensor,
+                               plan: *mut *mut dsk_moe_plan) -> dsk_status;
+    pub fn dsk_moe_plan_release(plan: *mut dsk_moe_plan);
+    pub fn dsk_moe_plan_workspace_size(plan: *const dsk_moe_plan, bytes: *mut usize) -> dsk_status;
+    pub fn dsk_moe_forward_run(ctx: *mut dsk_context, plan: *const dsk_moe_plan, x: *const DLTensor,
+                               router_w: *const DLTensor, bias: *const DLTensor,
+                               experts: *const dsk_moe_expert_weights, shared: *const dsk_moe_expert_weights,
+                               out: *const DLTensor, ids: *const DLTensor, weights: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_forward(ctx: *mut dsk_context, config: *const dsk_moe_gate_config, x: *const DLTensor,
+                           router_w: *const DLTensor, bias: *const DLTensor, experts: *const dsk_moe_expert_weights,
+                           shared: *const dsk_moe_expert_weights, out: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_load_accumulate(ctx: *mut dsk_context, ids: *const DLTensor, expert_begin: i32,
+                                   load: *const DLTensor) -> dsk_status;
+    pub fn dsk_moe_bias_update(ctx: *mut dsk_context, load: *const DLTensor, bias: *const DLTensor,
+                               gamma: f32) -> dsk_status;
+    pub fn dsk_moe_ep_layout(ctx: *mut dsk_context, ids: *const DLTensor, num_experts: i32, num_ranks: i32,
+                             tokens_per_rank: *const DLTensor, tokens_per_expert: *const DLTensor,
+                             is_token_in_rank: *const DLTensor) -> dsk_status;
 }

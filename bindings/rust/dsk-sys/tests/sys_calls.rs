@@ -89,3 +89,56 @@ fn rope_config_init_and_struct_size() {
         dsk_context_destroy(ctx);
     }
 }
+
+#[test]
+fn moe_init_functions_set_struct_size() {
+    unsafe {
+        let mut cfg: dsk_moe_gate_config = std::mem::zeroed();
+        assert_eq!(dsk_moe_gate_config_init(&mut cfg), DSK_OK);
+        assert_eq!(cfg.struct_size as usize, std::mem::size_of::<dsk_moe_gate_config>());
+        assert_eq!((cfg.num_experts, cfg.top_k, cfg.n_group, cfg.topk_group), (256, 8, 8, 4));
+        assert_eq!((cfg.score_func, cfg.group_rule, cfg.renormalize), (DSK_MOE_SCORE_SIGMOID, DSK_MOE_GROUP_AUTO, 1));
+        assert_eq!((cfg.routed_scaling_factor, cfg.score_dtype), (2.5, DSK_DTYPE_F32));
+        assert_eq!(dsk_moe_gate_config_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+
+        let mut w: dsk_moe_expert_weights = std::mem::zeroed();
+        w.w1 = 1usize as *const DLTensor;
+        assert_eq!(dsk_moe_expert_weights_init(&mut w), DSK_OK);
+        assert_eq!(w.struct_size as usize, std::mem::size_of::<dsk_moe_expert_weights>());
+        assert!(w.w1.is_null() && w.w2_scales.is_null());
+        assert_eq!(dsk_moe_expert_weights_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+
+        // A struct_size smaller than any released dsk_moe_gate_config is refused.
+        let mut opts: dsk_context_options = std::mem::zeroed();
+        assert_eq!(dsk_context_options_init(&mut opts), DSK_OK);
+        opts.backend = DSK_BACKEND_CPU;
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(dsk_context_create(&opts, &mut ctx), DSK_OK);
+        let mut logits = [0f32; 256];
+        let mut ids = [0i32; 8];
+        let mut weights = [0f32; 8];
+        let (mut s_logits, mut s_out) = ([1i64, 256], [1i64, 8]);
+        let f32_ = DLDataType { code: kDLFloat, bits: 32, lanes: 1 };
+        let mk = |data: *mut core::ffi::c_void, dtype: DLDataType, shape: *mut i64| DLTensor {
+            data,
+            device: DLDevice { device_type: kDLCPU, device_id: 0 },
+            ndim: 2,
+            dtype,
+            shape,
+            strides: std::ptr::null_mut(),
+            byte_offset: 0,
+        };
+        let dl_logits = mk(logits.as_mut_ptr().cast(), f32_, s_logits.as_mut_ptr());
+        let dl_ids = mk(ids.as_mut_ptr().cast(), DLDataType { code: kDLInt, bits: 32, lanes: 1 }, s_out.as_mut_ptr());
+        let dl_w = mk(weights.as_mut_ptr().cast(), f32_, s_out.as_mut_ptr());
+        let null = std::ptr::null();
+        assert_eq!(dsk_moe_gate(ctx, &cfg, &dl_logits, null, &dl_ids, &dl_w, null), DSK_OK);
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6, 7]); // all scores equal: ties go to the lower index
+        cfg.struct_size = 4;
+        assert_eq!(dsk_moe_gate(ctx, &cfg, &dl_logits, null, &dl_ids, &dl_w, null), DSK_ERR_VERSION_MISMATCH);
+        assert!(last_error().contains("struct_size"), "message: {}", last_error());
+        assert_eq!(dsk_moe_gate(ctx, std::ptr::null(), &dl_logits, null, &dl_ids, &dl_w, null),
+                   DSK_ERR_INVALID_ARGUMENT);
+        dsk_context_destroy(ctx);
+    }
+}

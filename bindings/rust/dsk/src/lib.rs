@@ -43,12 +43,18 @@
 //! MLA attention (`dsk_mla.h`): [`MlaDecodePlan`] (made by [`Context::mla_decode_plan`], released
 //! on drop) and the `Context::mla_*` methods (decode with or without a plan, cache append, weight
 //! absorption, latent decompression, prefill), plus [`mla_softmax_scale`].
+//!
+//! Mixture of Experts (`dsk_moe.h`): [`MoeGateConfig`] (`Default` = DeepSeek-V3's gate),
+//! [`MoeExpertWeights`], the layer plan [`MoePlan`] (made by [`Context::moe_plan`], released on
+//! drop), [`moe_dispatch_capacity`] and the `Context::moe_*` methods (gate, router gate, dispatch,
+//! permute, combine, experts, the whole layer, load statistics, bias update, EP layout).
 
 mod backend;
 mod context;
 mod dtype;
 mod error;
 mod mla;
+mod moe;
 mod ops;
 mod tensor;
 
@@ -57,6 +63,8 @@ pub use context::{check_abi, Context, ContextBuilder, Distribution, RandomParams
 pub use dtype::{convert_host, Bf16, DType, Element, Fp8E4M3, Fp8E5M2, F16};
 pub use error::{status_string, Error, ErrorKind, Result};
 pub use mla::{mla_softmax_scale, MlaDecodePlan};
+pub use moe::{moe_dispatch_capacity, MoeExpertWeights, MoeGateConfig, MoeGroupRule, MoePlan, MoeScoreFunc,
+              MOE_ROW_NO_FINITE, MOE_ROW_SHORT};
 pub use ops::{fp8_blocks, Fp8Kernel, GemmOptions, RopeConfig, RopeLayout};
 pub use tensor::{validate, AsDLTensor, ManagedTensor, ManagedTensorLegacy, Tensor, TensorMut, TensorRef, Writable};
 
