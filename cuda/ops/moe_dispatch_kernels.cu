@@ -148,7 +148,7 @@ __device__ __forceinline__ void scatter_one(const DispatchArgs& a, const int* of
                                             int64_t p, uint32_t e, int32_t i) {
   int32_t row = -1;
   if (e < static_cast<uint32_t>(a.num_experts)) {
-    row = off[e] + static_cast<int32_t>(p) - st[e];
+    row = off[e] + (static_cast<int32_t>(p) - st[e]);  // no int32 overflow on the way
     store_i32<A>(a.sorted + row * a.sorted_s * 4, i);
   }
   if (a.dest != nullptr) {

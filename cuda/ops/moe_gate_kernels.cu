@@ -329,8 +329,10 @@ dsk_status launch_ld(const MoeGateArgs& a, cudaStream_t stream) {
                   static_cast<int>(a.num_experts), static_cast<int>(a.n_group),
                   static_cast<int>(a.top_k), smem, optin);
     }
+    // The device's limit, not smem: the attribute belongs to the kernel, so a value that depends
+    // on this call's shape could be lowered by another thread between its set and our launch.
     DSK_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        moe_gate_kernel<LD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        moe_gate_kernel<LD>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   }
   const int64_t blocks_needed = (a.tokens + warps - 1) / warps;
   const auto blocks = static_cast<unsigned>(

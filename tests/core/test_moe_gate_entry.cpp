@@ -3,11 +3,13 @@
 // the AVX-512 score step against the scalar definition (lib/common/moe_gate_row.h).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -725,5 +727,103 @@ TEST_SUITE("moe_gate") {
         REQUIRE(g0 == g1);
       }
     }
+  }
+
+  TEST_CASE("moe gate: the fused AVX-512 row equals the scalar steps bit for bit") {
+    // Scores (every 997th float bit pattern, so det_exp's short and full sequences both run),
+    // keys, the group stage and the selection of moe_gate_row_avx512 against the scalar steps
+    // (moe_gate_score_row_scalar, moe_gate_group_keys_scalar, k rounds over the groups,
+    // moe_gate_select_scalar), on random configs up to 256 experts.
+    dsk::cpu::MoeGateRowPlan probe;
+    if (!dsk::cpu::moe_gate_row_plan_init(probe, 8, 1, DSK_MOE_SCORE_SOFTMAX, 0, nullptr, 1, 1,
+                                          false)) {
+      MESSAGE("no AVX-512F/DQ on this CPU: the fused row does not run");
+      return;
+    }
+    std::mt19937 rng(99);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    auto plan = std::make_unique<dsk::cpu::MoeGateRowPlan>();
+    uint64_t pattern = 0;
+    int64_t rows = 0;
+    int64_t mismatches = 0;
+    for (int iter = 0; iter < 40000; ++iter) {
+      // A config: E <= 256, groups dividing E (<= 16 when a group stage runs), k <= 16.
+      int32_t e = 1 + static_cast<int32_t>(rng() % 256);
+      if (iter % 4 == 0) e = iter % 8 == 0 ? 256 : 160;
+      std::vector<int32_t> divisors;
+      for (int32_t g = 1; g <= 16 && g <= e; ++g) {
+        if (e % g == 0) divisors.push_back(g);
+      }
+      const int32_t groups = divisors[rng() % divisors.size()];
+      const int32_t size = e / groups;
+      const int32_t topk_group = 1 + static_cast<int32_t>(rng() % static_cast<uint32_t>(groups));
+      const bool top2 = size >= 2 && rng() % 2 == 0;
+      const int32_t kmax = std::min(16, topk_group * size);
+      const int32_t k = 1 + static_cast<int32_t>(rng() % static_cast<uint32_t>(kmax));
+      const int32_t score = static_cast<int32_t>(rng() % 3);
+      const int32_t b16 = static_cast<int32_t>(rng() % 2);
+      std::vector<float> bias;
+      if (rng() % 2 == 0) {
+        bias.resize(static_cast<size_t>(e));
+        for (float& b : bias) b = std::round(normal(rng) * 8.0f) / 64.0f;
+      }
+      std::vector<float> in(static_cast<size_t>(e));
+      const int kind = iter % 4;
+      for (float& v : in) {
+        if (kind == 0) {  // bit patterns
+          const auto u = static_cast<uint32_t>(pattern);
+          std::memcpy(&v, &u, 4);
+          pattern = (pattern + 997) & 0xFFFFFFFFull;
+        } else if (kind == 1) {  // ties
+          v = std::round(normal(rng)) / 2.0f;
+        } else {
+          v = normal(rng) * (kind == 3 ? 20.0f : 1.0f);
+        }
+      }
+      REQUIRE(dsk::cpu::moe_gate_row_plan_init(
+          *plan, e, k, score, b16, bias.empty() ? nullptr : bias.data(), groups, topk_group, top2));
+      // Scalar.
+      const dsk::cpu::MoeGateScoreArgs a{e, score, b16, bias.empty() ? nullptr : bias.data()};
+      std::vector<float> x0(in), s0(static_cast<size_t>(e));
+      std::vector<uint32_t> key0(static_cast<size_t>(e));
+      const bool any0 =
+          dsk::cpu::moe_gate_score_row_scalar(a, in.data(), x0.data(), s0.data(), key0.data());
+      if (groups > 1 && topk_group < groups) {
+        std::vector<uint32_t> gk(static_cast<size_t>(groups));
+        dsk::cpu::moe_gate_group_keys_scalar(key0.data(), groups, size, top2, gk.data());
+        std::vector<bool> keep(static_cast<size_t>(groups), false);
+        for (int32_t round = 0; round < topk_group; ++round) {
+          int32_t best = -1;
+          for (int32_t g = 0; g < groups; ++g) {
+            if (!keep[g] && (best < 0 || gk[g] > gk[best])) best = g;
+          }
+          keep[best] = true;
+        }
+        for (int32_t i = 0; i < e; ++i) {
+          if (!keep[i / size]) key0[i] = dsk::moe::kKeyNegInf;
+        }
+      }
+      std::vector<uint32_t> tk0(static_cast<size_t>(k));
+      std::vector<int32_t> ti0(static_cast<size_t>(k));
+      dsk::cpu::moe_gate_select_scalar(key0.data(), e, k, tk0.data(), ti0.data());
+      // Fused.
+      alignas(64) float s1[256];
+      alignas(64) uint32_t key1[256];
+      alignas(64) uint32_t scratch[256];
+      uint32_t tk1[16];
+      int32_t ti1[16];
+      const bool any1 =
+          dsk::cpu::moe_gate_row_avx512(*plan, in.data(), s1, key1, scratch, tk1, ti1);
+      bool same = any0 == any1 && std::memcmp(s0.data(), s1, 4 * static_cast<size_t>(e)) == 0;
+      for (int32_t j = 0; j < k; ++j) same = same && tk0[j] == tk1[j] && ti0[j] == ti1[j];
+      if (!same && mismatches++ < 5) {
+        FAIL_CHECK("config E " << e << " k " << k << " G " << groups << " tg " << topk_group
+                               << " top2 " << top2 << " score " << score << " bf16 " << b16
+                               << " bias " << !bias.empty() << " kind " << kind);
+      }
+      ++rows;
+    }
+    MESSAGE(rows << " rows compared");
+    CHECK(mismatches == 0);
   }
 }

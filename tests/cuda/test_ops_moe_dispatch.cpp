@@ -266,7 +266,9 @@ TEST_SUITE("cuda_ops") {
         {64, 7168, 8, 256, DSK_DTYPE_BF16, DSK_DTYPE_BF16, 1},
         {64, 7168, 8, 256, DSK_DTYPE_BF16, DSK_DTYPE_BF16, 2},
         {64, 7168, 8, 256, DSK_DTYPE_BF16, DSK_DTYPE_BF16, 0},
-        {33, 130, 6, 64, DSK_DTYPE_F32, DSK_DTYPE_BF16, 1},  // a partial group of 8
+        {33, 130, 6, 64, DSK_DTYPE_F32, DSK_DTYPE_BF16, 1},  // rows not 16-byte aligned: generic
+        {33, 132, 6, 64, DSK_DTYPE_F32, DSK_DTYPE_F32, 1},   // vector path, a partial group of 8
+        {33, 132, 6, 64, DSK_DTYPE_F32, DSK_DTYPE_F32, 2},
         {33, 130, 6, 64, DSK_DTYPE_BF16, DSK_DTYPE_F32, 2},
         {33, 136, 6, 64, DSK_DTYPE_F16, DSK_DTYPE_F16, 1},
         {33, 136, 6, 64, DSK_DTYPE_BF16, DSK_DTYPE_BF16, 3},  // element-wise (shared dtype)

@@ -115,6 +115,21 @@ void check_gate(const Env& env, const dsk_moe_gate_config& cfg, const Pair& logi
   dsk_test::check_same_bytes(env, flags, what + ": row_flags");
 }
 
+// A row-major DLTensor of `dtype_id` at byte `offset` of a uint8 base (any alignment), as another
+// framework might hand one over.
+DLTensor raw_view(const Tensor& byte_base, int32_t dtype_id, std::vector<int64_t>& shape,
+                  uint64_t offset) {
+  DLTensor t{};
+  t.data = byte_base.dl()->data;
+  t.device = byte_base.dl()->device;
+  t.ndim = static_cast<int32_t>(shape.size());
+  t.dtype = dsk_test::dtype(dtype_id);
+  t.shape = shape.data();
+  t.strides = nullptr;
+  t.byte_offset = offset;
+  return t;
+}
+
 }  // namespace
 
 TEST_SUITE("cuda_ops") {
@@ -207,6 +222,45 @@ TEST_SUITE("cuda_ops") {
     const std::vector<uint8_t> ic = dsk_test::download(env, ibase.gpu);
     const uint8_t* want = ibase.cpu.host_bytes();
     CHECK(std::memcmp(ic.data(), want, ic.size()) == 0);
+  }
+
+  TEST_CASE("cuda.moe_gate misaligned logits and outputs (run-time dtype loads, byte stores)") {
+    Env env;
+    const GateCase v3 = kCases[2];
+    const int64_t t = 70;
+    const int64_t e = v3.e;
+    const int64_t k = v3.k;
+    const std::vector<float> lg = make_logits(t, v3.e, true, 31);
+    const Pair bias =
+        dsk_test::upload_values(env, make_bias(v3.e, true, 32), {v3.e}, DSK_DTYPE_F32);
+    // uint8 bases holding the same bytes on both sides: logits f32 at byte 2, ids int64 at byte 4,
+    // weights f32 at byte 1, row flags at byte 3.
+    dsk_test::Twin lb = dsk_test::make_twin(env, DSK_DTYPE_UINT8, t * e * 4 + 2, 41);
+    std::memcpy(lb.cpu.host_bytes() + 2, lg.data(), lg.size() * sizeof(float));
+    DSK_REQUIRE_OK(dsk_copy(env.gpu.get(), lb.cpu.dl(), lb.gpu.dl()));
+    dsk_test::Twin ib = dsk_test::make_twin(env, DSK_DTYPE_UINT8, t * k * 8 + 4, 42);
+    dsk_test::Twin wb = dsk_test::make_twin(env, DSK_DTYPE_UINT8, t * k * 4 + 1, 43);
+    dsk_test::Twin fb = dsk_test::make_twin(env, DSK_DTYPE_UINT8, t + 3, 44);
+    std::vector<int64_t> lshape{t, e};
+    std::vector<int64_t> oshape{t, k};
+    std::vector<int64_t> fshape{t};
+    for (const int32_t sdt : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
+      CAPTURE(sdt);
+      const dsk_moe_gate_config cfg = config_of(v3, sdt);
+      for (const bool gpu : {false, true}) {
+        dsk_context* ctx = gpu ? env.gpu.get() : env.cpu.get();
+        const DLTensor logits = raw_view(gpu ? lb.gpu : lb.cpu, DSK_DTYPE_F32, lshape, 2);
+        const DLTensor ids = raw_view(gpu ? ib.gpu : ib.cpu, DSK_DTYPE_INT64, oshape, 4);
+        const DLTensor weights = raw_view(gpu ? wb.gpu : wb.cpu, DSK_DTYPE_F32, oshape, 1);
+        const DLTensor flags = raw_view(gpu ? fb.gpu : fb.cpu, DSK_DTYPE_UINT8, fshape, 3);
+        DSK_REQUIRE_OK(dsk_moe_gate(ctx, &cfg, &logits, (gpu ? bias.gpu : bias.cpu).dl(), &ids,
+                                    &weights, &flags));
+      }
+      DSK_REQUIRE_OK(dsk_context_synchronize(env.gpu.get()));
+      dsk_test::check_twin(env, ib);
+      dsk_test::check_twin(env, wb);
+      dsk_test::check_twin(env, fb);
+    }
   }
 
   TEST_CASE("cuda.moe_gate many experts and k > 32 (shared-memory opt-in path)") {
