@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "common/convert.h"
@@ -99,10 +100,20 @@ DSK_NORM_INLINE void quantize_segment(const float* v, int64_t n, float scale, ch
   }
 }
 
-// Quantizes rows [lo, hi) of out from their source rows (buf holds D floats).
-DSK_NORM_CLONES void permute_quant_rows(const Mat& x, const int32_t* src, int64_t pad, int64_t k,
-                                        const Mat& q, const Mat& s, bool pow2, int64_t lo,
-                                        int64_t hi, float* buf) {
+// The first non-finite source value of a share (row -1: none).
+struct BadValue {
+  int64_t row = -1;
+  int64_t token = 0;
+  int64_t col = 0;
+  float value = 0.0f;
+};
+
+// Quantizes rows [lo, hi) of out from their source rows (buf holds D floats); stops at the first
+// non-finite value and returns it. It reports instead of throwing: an exception leaving a
+// target_clones function skipped the caller's cleanups under ASan (a leaked buffer).
+DSK_NORM_CLONES BadValue permute_quant_rows(const Mat& x, const int32_t* src, int64_t pad,
+                                            int64_t k, const Mat& q, const Mat& s, bool pow2,
+                                            int64_t lo, int64_t hi, float* buf) {
   const int64_t d = x.cols;
   const int64_t tiles = fp8::blocks(d);
   for (int64_t r = lo; r < hi; ++r) {
@@ -123,10 +134,7 @@ DSK_NORM_CLONES void permute_quant_rows(const Mat& x, const int32_t* src, int64_
       const uint32_t m = amax_bits(buf + c0, n);
       if (m >= 0x7F800000u) {
         for (int64_t c = c0; c < c0 + n; ++c) {
-          check_arg(fp8::is_finite(buf[c]),
-                    "x[{}, {}] (the source of row {} of sorted_rows) is {}, expected finite values "
-                    "(NaN and Inf cannot be quantized)",
-                    t, c, r, buf[c]);
+          if (!fp8::is_finite(buf[c])) return BadValue{r, t, c, buf[c]};
         }
       }
       const float scale = fp8::tile_scale(f32_from_bits(m), pow2);
@@ -134,6 +142,7 @@ DSK_NORM_CLONES void permute_quant_rows(const Mat& x, const int32_t* src, int64_
       quantize_segment(buf + c0, n, scale, q.at(r, c0), q.s1);
     }
   }
+  return BadValue{};
 }
 
 // acc[i] += w * v[i] (the product rounded to f32, then the sum).
@@ -209,10 +218,21 @@ dsk_status moe_permute(const dsk_exec* /*ex*/, const DLTensor* x_t, const DLTens
       const Mat s = mat(sl);
       const bool pow2 = (flags & DSK_QUANT_SCALE_POW2) != 0u;
       if (d == 0) return;
+      // The lowest bad row wins, so the message does not depend on the thread count.
+      std::mutex mutex;
+      BadValue first;
       parallel_for(rows, min_rows_per_thread(d), [&](int64_t lo, int64_t hi) {
         std::vector<float> buf(static_cast<size_t>(d));
-        permute_quant_rows(x, src.data(), pad, top_k, out, s, pow2, lo, hi, buf.data());
+        const BadValue bad =
+            permute_quant_rows(x, src.data(), pad, top_k, out, s, pow2, lo, hi, buf.data());
+        if (bad.row < 0) return;
+        std::lock_guard<std::mutex> lock(mutex);
+        if (first.row < 0 || bad.row < first.row) first = bad;
       });
+      check_arg(first.row < 0,
+                "x[{}, {}] (the source of row {} of sorted_rows) is {}, expected finite values "
+                "(NaN and Inf cannot be quantized)",
+                first.token, first.col, first.row, first.value);
       return;
     }
     if (d == 0) return;

@@ -80,6 +80,19 @@ LayerArgs check_layer(const dsk_moe_gate_config& config, const DLTensor* x_t,
   return a;
 }
 
+// The device of every tensor of the layer (all expert weights included) plus `more`.
+Target layer_target(dsk_context& ctx, const LayerArgs& a, std::initializer_list<const Arg*> more) {
+  const Experts& r = a.routed;
+  const Experts& s = a.shared;  // absent Args when there are no shared experts
+  const Target t = target(
+      ctx, {&a.x, &a.router_w, &a.out, &r.args[0], &r.args[1], &r.args[2], &r.args[3], &r.args[4],
+            &r.args[5], &s.args[0], &s.args[1], &s.args[2], &s.args[3], &s.args[4], &s.args[5]});
+  for (const Arg* m : more) {
+    if (m->present) target(ctx, {&a.x, m});
+  }
+  return t;
+}
+
 // The scratch pieces of a run, in take() order.
 struct Sizes {
   size_t logits, ids, weights, counts, offsets, sorted, dest, xp, xp_scales, yexp, routed, staged,
@@ -146,8 +159,7 @@ dsk_moe_plan* moe_plan_create(dsk_context& ctx, const dsk_moe_gate_config& confi
                               const dsk_moe_expert_weights* shared, const DLTensor* out) {
   moe_gate_params(config, /*has_bias=*/false);
   const LayerArgs a = check_layer(config, x, router_w, experts, shared, out);
-  std::initializer_list<const Arg*> args = {&a.x, &a.router_w, &a.out, &a.routed.args[0]};
-  const Target t = target(ctx, args);
+  const Target t = layer_target(ctx, a, {});
   auto plan = std::make_unique<dsk_moe_plan>();
   plan->backend = t.backend;
   plan->backend_kind = t.backend->kind;
@@ -217,18 +229,22 @@ void moe_forward_run(dsk_context& ctx, const dsk_moe_plan& plan, const DLTensor*
       if (in->present) check_no_overlap(*o, *in);
     }
   }
+  for (const Arg* o : {&ids, &weights}) {
+    for (const Experts* ex : {&a.routed, &a.shared}) {
+      for (const Arg& w : ex->args) check_no_overlap(*o, w);  // absent Args are skipped
+    }
+  }
   if (ids.present && weights.present) check_no_overlap(weights, ids);
   if (bias.present) check_no_overlap(a.out, bias);
-  std::initializer_list<const Arg*> args = {&a.x,     &a.router_w,      &bias, &a.out, &ids,
-                                            &weights, &a.routed.args[0]};
-  const Target t = target(ctx, args);
+  const Target t = layer_target(ctx, a, {&bias, &ids, &weights});
   check_arg(t.backend->kind == plan.backend_kind && t.exec.device == plan.device,
             "the tensors are on {} device {}, expected the plan's device", t.backend->name,
             t.exec.device);
   if (tokens == 0) return;
 
-  Scratch scratch(ctx, t, plan.workspace_bytes);
   const Sizes s = sizes_of(plan, a.routed, a.has_shared ? &a.shared : nullptr);
+  // s.tail is never taken: it stays in the exec's workspace for the backends' own temporaries.
+  Scratch scratch(ctx, t, s.total() - s.tail);
   const dsk_exec& ex = scratch.exec();
   const bool fp8 = a.routed.fp8;
   const int32_t xp_dtype = fp8 ? DSK_DTYPE_FP8_E4M3FN : a.x.l.dtype_id;
