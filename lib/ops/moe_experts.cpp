@@ -32,9 +32,6 @@ const char* const kNames[3][6] = {
 
 int64_t blocks(int64_t n) { return (n + DSK_FP8_BLOCK - 1) / DSK_FP8_BLOCK; }
 
-// Size-1 dims carry stride 0, as the gemm entry's callers pass them (lib/ops/gemm.cpp).
-int64_t st(int64_t size, int64_t stride) { return size == 1 ? 0 : stride; }
-
 // Rows [r0, r0 + n) of m as a 2-D view.
 void window(View& v, const Rows& m, int64_t r0, int64_t n) {
   const int64_t shape[2] = {n, m.cols};
@@ -46,7 +43,7 @@ void window(View& v, const Rows& m, int64_t r0, int64_t n) {
 // Rows [r0, r0 + n) of m as [1, n, cols] for the gemm entry.
 void window3(View& v, const Rows& m, int64_t r0, int64_t n) {
   const int64_t shape[3] = {1, n, m.cols};
-  const int64_t strides[3] = {0, st(n, m.stride0), st(m.cols, m.stride1)};
+  const int64_t strides[3] = {0, gemm_stride(n, m.stride0), gemm_stride(m.cols, m.stride1)};
   v.set(m.data + r0 * m.stride0 * static_cast<int64_t>(m.elem_size), m.device, m.dtype_id, 3, shape,
         strides);
 }
@@ -60,7 +57,8 @@ void expert(View& v, const Mat3& m, int64_t g) {
 // Expert g's matrix transposed, as [1, cols, rows] (the B operand of x @ w^T).
 void expert_t3(View& v, const Mat3& m, int64_t g) {
   const int64_t shape[3] = {1, m.shape[2], m.shape[1]};
-  const int64_t strides[3] = {0, st(m.shape[2], m.strides[2]), st(m.shape[1], m.strides[1])};
+  const int64_t strides[3] = {0, gemm_stride(m.shape[2], m.strides[2]),
+                              gemm_stride(m.shape[1], m.strides[1])};
   v.set(m.data + g * m.strides[0] * static_cast<int64_t>(m.elem_size), m.device, m.dtype_id, 3,
         shape, strides);
 }
@@ -112,6 +110,8 @@ void project(const Target& t, const dsk_exec& ex, const Mat3& w, const Mat3& w_s
 }
 
 }  // namespace
+
+int64_t gemm_stride(int64_t size, int64_t stride) { return size == 1 ? 0 : stride; }
 
 Rows contiguous_rows(char* data, DLDevice device, int32_t dtype_id, int64_t rows, int64_t cols) {
   Rows r;

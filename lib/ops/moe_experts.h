@@ -38,6 +38,10 @@ struct Rows {
   int64_t stride1 = 1;
 };
 
+// The stride of a dim of size `size` as the gemm entry's callers pass it: 0 for a size-1 dim
+// (lib/ops/gemm.cpp).
+int64_t gemm_stride(int64_t size, int64_t stride);
+
 Rows rows_of_arg(const Arg& a);  // a is 2-D
 // A row-major [rows, cols] matrix at data.
 Rows contiguous_rows(char* data, DLDevice device, int32_t dtype_id, int64_t rows, int64_t cols);

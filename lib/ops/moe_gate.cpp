@@ -5,6 +5,7 @@
 #include "core/dtype_info.h"
 #include "dsk/dsk_dtype.h"
 #include "ops/moe.h"
+#include "ops/moe_experts.h"
 #include "ops/moe_scratch.h"
 #include "ops/op_common.h"
 
@@ -79,9 +80,8 @@ void router_gate(const Target& t, const dsk_exec& ex, const dsk_moe_gate_params&
   const int64_t d = x.l.shape[1];
   const int64_t e = p.num_experts;
   const int32_t logits_dtype = p.score_bf16 != 0 ? DSK_DTYPE_BF16 : DSK_DTYPE_F32;
-  // logits [1, T, E] = x [1, T, D] @ w^T [1, D, E] (w read through swapped strides). Size-1 dims
-  // carry stride 0, as the gemm entry's callers pass them (lib/ops/gemm.cpp).
-  auto st = [](int64_t size, int64_t stride) { return size == 1 ? int64_t{0} : stride; };
+  // logits [1, T, E] = x [1, T, D] @ w^T [1, D, E] (w read through swapped strides).
+  const auto st = gemm_stride;
   View xv, wv, lv;
   const int64_t x_shape[3] = {1, tokens, d};
   const int64_t x_strides[3] = {0, st(tokens, x.l.strides[0]), st(d, x.l.strides[1])};

@@ -142,7 +142,7 @@ void set_contiguous(View& v, char* data, const Arg& like, int32_t dtype_id, int6
                     int64_t d1) {
   const int64_t shape[2] = {d0, d1};
   const int64_t strides[2] = {d1, 1};
-  v.set(data, like.l.device, dtype_id, d1 < 0 ? 1 : 2, shape, strides);
+  v.set(data, like.l.device, dtype_id, 2, shape, strides);
 }
 
 void set_vector(View& v, char* data, const Arg& like, int64_t n) {
