@@ -2,9 +2,11 @@
 #include "cuda/deferred_error.h"
 
 #include <cuda_runtime_api.h>
+#include <stdio.h>
 
 #include <mutex>
 
+#include "common/sampling_math.h"
 #include "cuda/error.h"
 
 namespace dsk {
@@ -14,6 +16,59 @@ namespace {
 constexpr int kMaxDevices = 64;
 
 std::mutex g_mutex;
+
+// The parameter names of dsk_sampling_params' per-row tensors, by SampleParamId.
+const char* sample_param_name(long long id) {
+  switch (id) {
+    case kSampleParamTemperature:
+      return "temperatures";
+    case kSampleParamTopK:
+      return "top_ks";
+    case kSampleParamTopP:
+      return "top_ps";
+    case kSampleParamMinP:
+      return "min_ps";
+    case kSampleParamRepetition:
+      return "repetition_penalties";
+    case kSampleParamFrequency:
+      return "frequency_penalties";
+    case kSampleParamPresence:
+      return "presence_penalties";
+    default:
+      return "?";
+  }
+}
+
+const char* sample_param_range(long long id) {
+  switch (id) {
+    case kSampleParamTemperature:
+      return "finite >= 0";
+    case kSampleParamTopK:
+      return ">= 0";
+    case kSampleParamTopP:
+      return "(0, 1]";
+    case kSampleParamMinP:
+      return "[0, 1]";
+    case kSampleParamRepetition:
+      return "finite > 0";
+    default:
+      return "finite";
+  }
+}
+
+// The CSR list names by SampleListId.
+const char* sample_list_name(long long id) {
+  switch (id) {
+    case kSampleListOutput:
+      return "output";
+    case kSampleListPrompt:
+      return "prompt";
+    case kSampleListBias:
+      return "bias";
+    default:
+      return "?";
+  }
+}
 DeferredErrorRecord* g_records[kMaxDevices] = {};
 
 dsk_status report(const DeferredErrorRecord& r) noexcept {
@@ -55,6 +110,36 @@ dsk_status report(const DeferredErrorRecord& r) noexcept {
                   "an earlier MoE EP layout found ids[%lld, %lld] = %lld outside [-1, %lld) "
                   "(checked on the device, the id was skipped)",
                   r.a, r.b >> 32, r.c, r.b & 0xFFFFFFFFll);
+    case kDeferredSampleParam: {
+      char value[48];
+      if (r.b == kSampleParamTopK) {
+        snprintf(value, sizeof(value), "%d",
+                 static_cast<int>(static_cast<int32_t>(static_cast<uint32_t>(r.c))));
+      } else {
+        const float f = f32_from_bits(static_cast<uint32_t>(r.c));
+        snprintf(value, sizeof(value), "%.9g", static_cast<double>(f));
+      }
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier sampling call found params->%s[%lld] = %s, expected %s (checked on "
+                  "the device; the row got status DSK_SAMPLE_INVALID and id 0)",
+                  sample_param_name(r.b), r.a, value, sample_param_range(r.b));
+    }
+    case kDeferredSampleTokenId:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier sampling call found params->%s_ids = %lld (row %lld), expected "
+                  "[0, V) (checked on the device; the row got status DSK_SAMPLE_INVALID and id 0)",
+                  sample_list_name(r.b), r.c, r.a);
+    case kDeferredSampleCsr:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier sampling call found params->%s_offsets[%lld..%lld] out of order or "
+                  "range (offset %lld; expected nondecreasing within [0, N]; checked on the "
+                  "device, every row got status DSK_SAMPLE_INVALID and id 0)",
+                  sample_list_name(r.b), r.a, r.a + 1, r.c);
+    case kDeferredVerifyDraftId:
+      return fail(DSK_ERR_INVALID_ARGUMENT,
+                  "an earlier speculative verification found draft_ids[%lld, %lld] = %lld outside "
+                  "[-1, V) (checked on the device; the row emitted nothing, accepted 0)",
+                  r.a, r.b, r.c);
     default:
       return fail(DSK_ERR_INTERNAL, "a kernel recorded an unknown deferred error (kind %d)",
                   static_cast<int>(r.kind));

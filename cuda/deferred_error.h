@@ -20,13 +20,17 @@ namespace cuda {
 // What was out of range; the values a..c are explained per kind in deferred_error.cpp.
 enum DeferredErrorKind : int32_t {
   kDeferredNone = 0,
-  kDeferredMlaBlockTable = 1,  // a = request, b = block_table column, c = the entry
-  kDeferredMlaSeqlen = 2,      // a = request, b = seqlen, c = max_pages * page_size
-  kDeferredMlaSlot = 3,        // a = token, b = slot, c = num_pages * page_size
-  kDeferredMlaCuSeqlens = 4,   // a = index, b = value, c = 0 for cu_seqlens_q, 1 for _k
-  kDeferredMoeSortedRow = 5,   // a = row, b = the sorted_rows value, c = T * top_k
-  kDeferredMoeDest = 6,        // a = token, b = (slot << 32) | R, c = the dest value
-  kDeferredMoeEpId = 7,        // a = token, b = (slot << 32) | E, c = the id
+  kDeferredMlaBlockTable = 1,   // a = request, b = block_table column, c = the entry
+  kDeferredMlaSeqlen = 2,       // a = request, b = seqlen, c = max_pages * page_size
+  kDeferredMlaSlot = 3,         // a = token, b = slot, c = num_pages * page_size
+  kDeferredMlaCuSeqlens = 4,    // a = index, b = value, c = 0 for cu_seqlens_q, 1 for _k
+  kDeferredMoeSortedRow = 5,    // a = row, b = the sorted_rows value, c = T * top_k
+  kDeferredMoeDest = 6,         // a = token, b = (slot << 32) | R, c = the dest value
+  kDeferredMoeEpId = 7,         // a = token, b = (slot << 32) | E, c = the id
+  kDeferredSampleParam = 8,     // a = row, b = SampleParamId (common/sampling_math.h), c = bits
+  kDeferredSampleTokenId = 9,   // a = row, b = SampleListId, c = the id (list value)
+  kDeferredSampleCsr = 10,      // a = row, b = SampleListId, c = the offset value
+  kDeferredVerifyDraftId = 11,  // a = row, b = draft position, c = the id
 };
 
 // Device memory layout of the record. `state` is 0 (clear), 1 (being written) or 2 (written).

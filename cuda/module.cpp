@@ -58,6 +58,9 @@ const dsk_backend_iface kCudaIface = {
     moe_load_accumulate,
     moe_bias_update,
     moe_ep_layout,
+    sample,
+    sampling_transform,
+    speculative_verify,
 };
 
 void write_reason(char* reason, size_t reason_size, const char* format, ...)

@@ -67,6 +67,8 @@ void register_norm_benchmarks(const OpsEnv& env);     // RMSNorm, RoPE, SwiGLU
 void register_softmax_benchmarks(const OpsEnv& env);  // softmax, top-k, embedding
 void register_mla_benchmarks(const OpsEnv& env);      // MLA decode, prefill, append, absorb
 void register_moe_benchmarks(const OpsEnv& env);      // MoE gate, dispatch/permute/combine, layer
+// Token sampling (dsk_sample) and speculative verification.
+void register_sampling_benchmarks(const OpsEnv& env);
 
 }  // namespace dsk::bench
 

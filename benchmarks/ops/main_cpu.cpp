@@ -3,6 +3,7 @@
 //
 // Usage: dsk_bench_ops [Google Benchmark flags]. DSK_CPU_PEAK_GBPS (measured copy bandwidth) and
 // DSK_CPU_PEAK_TFLOPS give %peak and %peak_flops.
+// DSK_BENCH_SAMPLING_MAX_B raises the sampling cases' batch cap (32; the grid goes to 512).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     dsk::bench::register_softmax_benchmarks(env);
     dsk::bench::register_mla_benchmarks(env);
     dsk::bench::register_moe_benchmarks(env);
+    dsk::bench::register_sampling_benchmarks(env);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dsk_bench_ops: registering benchmarks failed: %s\n", e.what());
     return 1;

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     dsk::bench::register_softmax_benchmarks(env);
     dsk::bench::register_mla_benchmarks(env);
     dsk::bench::register_moe_benchmarks(env);
+    dsk::bench::register_sampling_benchmarks(env);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dsk_bench_ops_cuda: setup failed: %s\n", e.what());
     return 1;

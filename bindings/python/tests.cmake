@@ -3,6 +3,7 @@
 #                   (PyPI, at test time, reused when present)
 #   python.pytest   bindings/python/tests against this build's libdsk
 #   python.example  examples/python/example.py
+#   python.example_sampling  examples/python/sampling.py
 find_package(Python3 COMPONENTS Interpreter)
 if(NOT Python3_Interpreter_FOUND)
   message(STATUS "dsk: no Python 3 interpreter; the Python binding tests are not registered")
@@ -54,10 +55,13 @@ add_test(NAME python.pytest
   COMMAND ${_dsk_py_venv}/bin/python -m pytest -q -p no:cacheprovider ${_dsk_py_dir}/tests)
 add_test(NAME python.example
   COMMAND ${_dsk_py_venv}/bin/python ${PROJECT_SOURCE_DIR}/examples/python/example.py)
-set_tests_properties(python.pytest python.example PROPERTIES
+add_test(NAME python.example_sampling
+  COMMAND ${_dsk_py_venv}/bin/python ${PROJECT_SOURCE_DIR}/examples/python/sampling.py)
+set_tests_properties(python.pytest python.example python.example_sampling PROPERTIES
   FIXTURES_REQUIRED dsk_python_venv
   ENVIRONMENT "${_dsk_py_env}"
   TIMEOUT 120
   LABELS python)
 # FAIL_ (not PASS_) so that the exit status still counts.
-set_tests_properties(python.example PROPERTIES FAIL_REGULAR_EXPRESSION "False")
+set_tests_properties(python.example python.example_sampling PROPERTIES
+  FAIL_REGULAR_EXPRESSION "False")

@@ -3,6 +3,7 @@
 #   rust.cargo_test  cargo test over the workspace (dsk-sys layout/function checks, the safe
 #                    crate's tests and doctests) against the libdsk just built
 #   rust.example     cargo run of examples/rust
+#   rust.example_sampling  cargo run of examples/rust/src/bin/sampling.rs
 #
 # Cargo writes only to ${PROJECT_BINARY_DIR}/rust-target; --locked keeps it from rewriting the
 # committed Cargo.lock. No network: the crates use std only.
@@ -12,7 +13,7 @@ find_program(DSK_RUSTC rustc HINTS $ENV{HOME}/.cargo/bin)
 
 if(NOT DSK_CARGO OR NOT DSK_RUSTC)
   # Reported as skipped rather than left out, so a machine without Rust is visible in the summary.
-  foreach(_rs_test rust.cargo_test rust.example)
+  foreach(_rs_test rust.cargo_test rust.example rust.example_sampling)
     add_test(NAME ${_rs_test}
              COMMAND sh -c "echo 'cargo/rustc not found (install rustup); skipping'; exit 77")
     set_tests_properties(${_rs_test} PROPERTIES SKIP_RETURN_CODE 77 LABELS "bindings;rust")
@@ -59,7 +60,10 @@ add_test(NAME rust.cargo_test
 add_test(NAME rust.example
          COMMAND ${DSK_CARGO} run --offline --locked --manifest-path ${_rs_manifest} -p dsk-example
                  ${_rs_config})
-set(_rs_tests rust.cargo_test rust.example)
+add_test(NAME rust.example_sampling
+         COMMAND ${DSK_CARGO} run --offline --locked --manifest-path ${_rs_manifest} -p dsk-example
+                 --bin sampling ${_rs_config})
+set(_rs_tests rust.cargo_test rust.example rust.example_sampling)
 if(NOT DSK_SANITIZE)
   add_test(NAME rust.doctest
            COMMAND ${DSK_CARGO} test --offline --locked --manifest-path ${_rs_manifest} --workspace --doc)

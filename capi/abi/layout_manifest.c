@@ -100,6 +100,50 @@ static void dsk_structs(void) {
   FIELD(dsk_moe_expert_weights, w1_scales);
   FIELD(dsk_moe_expert_weights, w3_scales);
   FIELD(dsk_moe_expert_weights, w2_scales);
+  TYPE(dsk_sampling_params);
+  FIELD(dsk_sampling_params, struct_size);
+  FIELD(dsk_sampling_params, temperature);
+  FIELD(dsk_sampling_params, top_k);
+  FIELD(dsk_sampling_params, top_p);
+  FIELD(dsk_sampling_params, min_p);
+  FIELD(dsk_sampling_params, repetition_penalty);
+  FIELD(dsk_sampling_params, frequency_penalty);
+  FIELD(dsk_sampling_params, presence_penalty);
+  FIELD(dsk_sampling_params, seed);
+  FIELD(dsk_sampling_params, offset);
+  FIELD(dsk_sampling_params, temperatures);
+  FIELD(dsk_sampling_params, top_ks);
+  FIELD(dsk_sampling_params, top_ps);
+  FIELD(dsk_sampling_params, min_ps);
+  FIELD(dsk_sampling_params, repetition_penalties);
+  FIELD(dsk_sampling_params, frequency_penalties);
+  FIELD(dsk_sampling_params, presence_penalties);
+  FIELD(dsk_sampling_params, seeds);
+  FIELD(dsk_sampling_params, offsets);
+  FIELD(dsk_sampling_params, output_offsets);
+  FIELD(dsk_sampling_params, output_ids);
+  FIELD(dsk_sampling_params, prompt_offsets);
+  FIELD(dsk_sampling_params, prompt_ids);
+  FIELD(dsk_sampling_params, bias_offsets);
+  FIELD(dsk_sampling_params, bias_ids);
+  FIELD(dsk_sampling_params, bias_values);
+  FIELD(dsk_sampling_params, allowed_mask);
+  TYPE(dsk_sampling_outputs);
+  FIELD(dsk_sampling_outputs, struct_size);
+  FIELD(dsk_sampling_outputs, top_source);
+  FIELD(dsk_sampling_outputs, ids);
+  FIELD(dsk_sampling_outputs, logprobs);
+  FIELD(dsk_sampling_outputs, top_ids);
+  FIELD(dsk_sampling_outputs, top_logprobs);
+  FIELD(dsk_sampling_outputs, raw_logprobs);
+  FIELD(dsk_sampling_outputs, status);
+  TYPE(dsk_verify_params);
+  FIELD(dsk_verify_params, struct_size);
+  FIELD(dsk_verify_params, mode);
+  FIELD(dsk_verify_params, seed);
+  FIELD(dsk_verify_params, offset);
+  FIELD(dsk_verify_params, seeds);
+  FIELD(dsk_verify_params, offsets);
 }
 
 static void dlpack_types(void) {
@@ -198,6 +242,15 @@ static void dsk_constants(void) {
   CONST(DSK_MOE_GROUP_TOP2SUM);
   CONST(DSK_MOE_ROW_NO_FINITE);
   CONST(DSK_MOE_ROW_SHORT);
+  CONST(DSK_SAMPLE_OK);
+  CONST(DSK_SAMPLE_ALL_MASKED);
+  CONST(DSK_SAMPLE_NONFINITE);
+  CONST(DSK_SAMPLE_INVALID);
+  CONST(DSK_LOGPROBS_PROCESSED);
+  CONST(DSK_LOGPROBS_RAW);
+  CONST(DSK_SAMPLE_MAX_TOP_LOGPROBS);
+  CONST(DSK_VERIFY_SAMPLE);
+  CONST(DSK_VERIFY_GREEDY);
 }
 
 static void dlpack_constants(void) {

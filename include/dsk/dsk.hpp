@@ -579,6 +579,101 @@ inline void moe_ep_layout(Context& ctx, const DLTensor* ids, int32_t num_experts
                           tokens_per_expert, is_token_in_rank));
 }
 
+// ---- token sampling (dsk_sampling.h) -----------------------------------------------------------
+// The same conventions as the core ops: the C arguments in the C order, tensors as
+// `const DLTensor*` (optional ones nullptr), failures thrown as dsk::Error. The parameter structs
+// come from the library's init functions, so struct_size and every default are the library's;
+// change fields as needed. See dsk_sampling.h for the processing chain, the RNG layout and the
+// per-row status values.
+
+// Plain sampling at temperature 1, seed 0, offset 0, every filter off, every tensor nullptr
+// (dsk_sampling_params_init).
+inline dsk_sampling_params sampling_params() {
+  dsk_sampling_params params;
+  check(dsk_sampling_params_init(&params));
+  return params;
+}
+// Greedy decoding (temperature 0): the largest processed logit, ties to the lower id.
+inline dsk_sampling_params greedy_params() {
+  dsk_sampling_params params = sampling_params();
+  params.temperature = 0.0f;
+  return params;
+}
+// Seeded sampling with the common filters (0 / 1 / 0 switch a filter off).
+inline dsk_sampling_params sampling_params(float temperature, int32_t top_k, float top_p,
+                                           float min_p, uint64_t seed, uint64_t offset = 0) {
+  dsk_sampling_params params = sampling_params();
+  params.temperature = temperature;
+  params.top_k = top_k;
+  params.top_p = top_p;
+  params.min_p = min_p;
+  params.seed = seed;
+  params.offset = offset;
+  return params;
+}
+
+// Outputs of dsk_sample (dsk_sampling_outputs_init, then the tensors; the struct borrows them):
+// ids [B] int32 is required, the others may be nullptr. top_ids / top_logprobs [B, n] describe
+// top_source's distribution (DSK_LOGPROBS_PROCESSED or DSK_LOGPROBS_RAW).
+inline dsk_sampling_outputs sampling_outputs(
+    const DLTensor* ids, const DLTensor* logprobs = nullptr, const DLTensor* top_ids = nullptr,
+    const DLTensor* top_logprobs = nullptr, const DLTensor* raw_logprobs = nullptr,
+    const DLTensor* status = nullptr, int32_t top_source = DSK_LOGPROBS_PROCESSED) {
+  dsk_sampling_outputs outputs;
+  check(dsk_sampling_outputs_init(&outputs));
+  outputs.top_source = top_source;
+  outputs.ids = ids;
+  outputs.logprobs = logprobs;
+  outputs.top_ids = top_ids;
+  outputs.top_logprobs = top_logprobs;
+  outputs.raw_logprobs = raw_logprobs;
+  outputs.status = status;
+  return outputs;
+}
+
+// One token per row of logits [B, V] into the outputs.
+inline void sample(Context& ctx, const dsk_sampling_params& params, const DLTensor* logits,
+                   const dsk_sampling_outputs& outputs) {
+  check(dsk_sample(ctx.get(), &params, logits, &outputs));
+}
+// One token per row of logits [B, V] into ids [B] int32 (no logprobs).
+inline void sample(Context& ctx, const dsk_sampling_params& params, const DLTensor* logits,
+                   const DLTensor* ids) {
+  const dsk_sampling_outputs outputs = sampling_outputs(ids);
+  check(dsk_sample(ctx.get(), &params, logits, &outputs));
+}
+// The processed logits (kept z, -inf for the others) into out [B, V]; status may be nullptr.
+inline void sampling_logits(Context& ctx, const dsk_sampling_params& params, const DLTensor* logits,
+                            const DLTensor* out, const DLTensor* status = nullptr) {
+  check(dsk_sampling_logits(ctx.get(), &params, logits, out, status));
+}
+// The processed distribution into probs [B, V] f32; status may be nullptr.
+inline void sampling_probs(Context& ctx, const dsk_sampling_params& params, const DLTensor* logits,
+                           const DLTensor* probs, const DLTensor* status = nullptr) {
+  check(dsk_sampling_probs(ctx.get(), &params, logits, probs, status));
+}
+
+// Verification parameters (dsk_verify_params_init): mode DSK_VERIFY_SAMPLE or
+// DSK_VERIFY_GREEDY, the scalar seed and offset; per-row seeds / offsets stay nullptr.
+inline dsk_verify_params verify_params(int32_t mode = DSK_VERIFY_SAMPLE, uint64_t seed = 0,
+                                       uint64_t offset = 0) {
+  dsk_verify_params params;
+  check(dsk_verify_params_init(&params));
+  params.mode = mode;
+  params.seed = seed;
+  params.offset = offset;
+  return params;
+}
+// Chain verification of draft_ids [B, n] against target [B, n + 1, V]: out_ids [B, n + 1],
+// accepted [B]; draft_probs (nullptr: a deterministic draft) and emitted may be nullptr.
+inline void speculative_verify(Context& ctx, const dsk_verify_params& params,
+                               const DLTensor* draft_ids, const DLTensor* draft_probs,
+                               const DLTensor* target, const DLTensor* out_ids,
+                               const DLTensor* accepted, const DLTensor* emitted = nullptr) {
+  check(dsk_speculative_verify(ctx.get(), &params, draft_ids, draft_probs, target, out_ids,
+                               accepted, emitted));
+}
+
 }  // namespace dsk
 
 #endif  // DSK_HPP_

@@ -11,6 +11,7 @@
 
 #include "dsk/dsk_backend.h"
 #include "dsk/dsk_dlpack.h"
+#include "dsk/dsk_sampling.h"
 #include "dsk/dsk_status.h"
 #include "dsk/dsk_tensor.h"
 
@@ -19,7 +20,7 @@ extern "C" {
 #endif
 
 // Bump whenever a field of dsk_backend_iface changes meaning or position.
-#define DSK_BACKEND_IFACE_VERSION 4
+#define DSK_BACKEND_IFACE_VERSION 5
 
 // Directions for dsk_backend_iface::memcpy.
 #define DSK_MEMCPY_HOST_TO_DEVICE 1
@@ -63,6 +64,67 @@ typedef struct dsk_moe_gate_params {
   float scale;          // routed_scaling_factor, finite
   int32_t reserved;
 } dsk_moe_gate_params;
+
+// A sampling call (dsk_sampling.h) after validation. Every present tensor has explicit strides and
+// lives on the backend's device; per-row tensors are 1-D [B]; a NULL per-row tensor means the
+// scalar beside it for every row. Scalars are in range; per-row VALUES and token ids are not
+// checked by libdsk (see the sample entry).
+typedef struct dsk_sampling_args {
+  const DLTensor* logits;       // [B, V] f32/f16/bf16, B >= 1
+  const DLTensor* temperature;  // f32 [B] or NULL
+  const DLTensor* top_k;        // int32
+  const DLTensor* top_p;        // f32
+  const DLTensor* min_p;        // f32
+  const DLTensor* repetition;   // f32
+  const DLTensor* frequency;    // f32
+  const DLTensor* presence;     // f32
+  const DLTensor* seed;         // int64 (bits read as uint64)
+  const DLTensor* offset;       // int64 (bits read as uint64)
+  float temperature_value;
+  int32_t top_k_value;
+  float top_p_value;
+  float min_p_value;
+  float repetition_value;
+  float frequency_value;
+  float presence_value;
+  int32_t reserved0;
+  uint64_t seed_value;
+  uint64_t offset_value;
+  // CSR lists (offsets [B + 1], ids [N]; int32 or int64; each pair both present or both NULL).
+  const DLTensor* output_offsets;
+  const DLTensor* output_ids;
+  const DLTensor* prompt_offsets;
+  const DLTensor* prompt_ids;
+  const DLTensor* bias_offsets;
+  const DLTensor* bias_ids;
+  const DLTensor* bias_values;   // f32 [N], with bias_ids
+  const DLTensor* allowed_mask;  // int32 [B, ceil(V / 32)] or NULL
+  // Outputs of the sample entry (NULL where not wanted; ids always present there).
+  const DLTensor* ids;           // int32 [B]
+  const DLTensor* logprobs;      // f32 [B]
+  const DLTensor* top_ids;       // int32 [B, n], 1 <= n <= DSK_SAMPLE_MAX_TOP_LOGPROBS
+  const DLTensor* top_logprobs;  // f32 [B, n], present exactly with top_ids
+  const DLTensor* raw_logprobs;  // f32 [B]
+  const DLTensor* status;        // uint8 [B] (also written by sampling_transform)
+  int32_t top_source;            // DSK_LOGPROBS_PROCESSED or DSK_LOGPROBS_RAW
+  int32_t reserved1;
+} dsk_sampling_args;
+
+// A speculative verification (dsk_speculative_verify) after validation.
+typedef struct dsk_verify_args {
+  int32_t mode;  // DSK_VERIFY_SAMPLE or DSK_VERIFY_GREEDY
+  int32_t reserved;
+  const DLTensor* seed;    // int64 [B] or NULL
+  const DLTensor* offset;  // int64 [B] or NULL
+  uint64_t seed_value;
+  uint64_t offset_value;
+  const DLTensor* draft_ids;    // [B, n] int32/int64, n >= 0 (values not checked by libdsk)
+  const DLTensor* draft_probs;  // [B, n, V] float dtype or NULL (always NULL in GREEDY mode)
+  const DLTensor* target;       // [B, n + 1, V] float dtype
+  const DLTensor* out_ids;      // [B, n + 1] int32
+  const DLTensor* accepted;     // [B] int32
+  const DLTensor* emitted;      // [B] int32 or NULL
+} dsk_verify_args;
 
 // Where an op runs and the scratch memory it may use. workspace is the context's device workspace
 // (may be NULL/0); ops needing more scratch allocate stream-ordered memory themselves.
@@ -231,6 +293,20 @@ typedef struct dsk_backend_iface {
   dsk_status (*moe_ep_layout)(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts,
                               int32_t num_ranks, const DLTensor* tokens_per_rank,
                               const DLTensor* tokens_per_expert, const DLTensor* is_token_in_rank);
+
+  // ---- Sampling (dsk_sampling.h). Per-row parameter values and token ids (CSR ids, draft ids)
+  // are checked by the CPU backend before it writes anything (DSK_ERR_INVALID_ARGUMENT naming
+  // e.g. "params->top_ps[3] = 1.5, expected (0, 1]"); a device backend marks the row
+  // DSK_SAMPLE_INVALID (id 0; verify: out_ids -1, accepted 0) and reports it from its next
+  // synchronize (cuda/deferred_error.h).
+
+  // Writes a->ids and the other present outputs of a.
+  dsk_status (*sample)(const dsk_exec* ex, const dsk_sampling_args* a);
+  // out [B, V] f32/f16/bf16: the processed logits (probs == 0) or probabilities (probs == 1,
+  // out f32); a->status written when present; the other outputs of a are NULL.
+  dsk_status (*sampling_transform)(const dsk_exec* ex, const dsk_sampling_args* a,
+                                   const DLTensor* out, int32_t probs);
+  dsk_status (*speculative_verify)(const dsk_exec* ex, const dsk_verify_args* a);
 } dsk_backend_iface;
 
 // Exported by a backend module (the only two symbols it exports):

@@ -67,7 +67,11 @@ dsk_status moe_bias_update(const dsk_exec* ex, const DLTensor* load, const DLTen
 dsk_status moe_ep_layout(const dsk_exec* ex, const DLTensor* ids, int32_t num_experts, \
                          int32_t num_ranks, const DLTensor* tokens_per_rank, \
                          const DLTensor* tokens_per_expert, \
-                         const DLTensor* is_token_in_rank) noexcept;
+                         const DLTensor* is_token_in_rank) noexcept; \
+dsk_status sample(const dsk_exec* ex, const dsk_sampling_args* a) noexcept; \
+dsk_status sampling_transform(const dsk_exec* ex, const dsk_sampling_args* a, \
+                              const DLTensor* out, int32_t probs) noexcept; \
+dsk_status speculative_verify(const dsk_exec* ex, const dsk_verify_args* a) noexcept;
 // clang-format on
 
 #endif  // DSK_LIB_CORE_BACKEND_OP_DECLS_H_

@@ -143,6 +143,9 @@ const dsk_backend_iface kCpuIface = {
     cpu::moe_load_accumulate,
     cpu::moe_bias_update,
     cpu::moe_ep_layout,
+    cpu::sample,
+    cpu::sampling_transform,
+    cpu::speculative_verify,
 };
 
 }  // namespace

@@ -23,6 +23,8 @@
 #    pragma GCC diagnostic ignored "-Wuninitialized"
 #  endif
 #  include <immintrin.h>
+
+#  include "cpu/detmath_avx512.h"
 #else
 #  define DSK_GATE_HAVE_AVX512 0
 #endif
@@ -40,42 +42,6 @@ namespace {
 DSK_GATE_AVX512_INLINE __m512 vset(float v) { return _mm512_set1_ps(v); }
 DSK_GATE_AVX512_INLINE __m512i iset(uint32_t v) {
   return _mm512_set1_epi32(static_cast<int32_t>(v));
-}
-
-// det_exp, lane by lane (lib/common/detmath.h).
-DSK_GATE_AVX512_INLINE __m512 v_det_exp(__m512 x) {
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  const __mmask16 big = _mm512_cmp_ps_mask(x, vset(88.8f), _CMP_GT_OQ);
-  const __mmask16 small = _mm512_cmp_ps_mask(x, vset(-104.0f), _CMP_LT_OQ);
-  const __m512 xc =
-      _mm512_mask_blend_ps(static_cast<__mmask16>(nan | big | small), x, _mm512_setzero_ps());
-  const __m512 shifter = vset(0x1.8p23f);
-  const __m512 kf =
-      _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, vset(0x1.715476p+0f)), shifter), shifter);
-  const __m512i k = _mm512_cvttps_epi32(kf);
-  const __m512 hi = _mm512_sub_ps(xc, _mm512_mul_ps(kf, vset(0x1.62e4p-1f)));
-  const __m512 lo = _mm512_mul_ps(kf, vset(0x1.7f7d1cp-20f));
-  const __m512 r = _mm512_sub_ps(hi, lo);
-  const __m512 c = _mm512_sub_ps(_mm512_sub_ps(hi, r), lo);
-  __m512 p = _mm512_add_ps(vset(0x1.6c16c2p-10f), _mm512_mul_ps(r, vset(0x1.a01a02p-13f)));
-  p = _mm512_add_ps(vset(0x1.111112p-7f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0x1.555556p-5f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0x1.555556p-3f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0.5f), _mm512_mul_ps(r, p));
-  const __m512 y = _mm512_add_ps(
-      vset(1.0f), _mm512_add_ps(r, _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(r, r), p), c)));
-  const __mmask16 low_k = _mm512_cmplt_epi32_mask(k, _mm512_set1_epi32(-126));
-  const __m512i k1 = _mm512_mask_add_epi32(_mm512_min_epi32(k, _mm512_set1_epi32(127)), low_k, k,
-                                           _mm512_set1_epi32(64));
-  const __m512i k2 = _mm512_sub_epi32(k, k1);
-  const __m512 p1 =
-      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k1, _mm512_set1_epi32(127)), 23));
-  const __m512 p2 =
-      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k2, _mm512_set1_epi32(127)), 23));
-  __m512 res = _mm512_mul_ps(_mm512_mul_ps(y, p1), p2);
-  res = _mm512_mask_blend_ps(big, res, _mm512_castsi512_ps(iset(0x7F800000u)));
-  res = _mm512_mask_blend_ps(small, res, _mm512_setzero_ps());
-  return _mm512_mask_blend_ps(nan, res, x);
 }
 
 // bf16 rounding (to nearest even) of values that are not NaN, as f32 (gate_round_bf16).
@@ -141,7 +107,7 @@ DSK_GATE_AVX512 bool moe_gate_score_row_avx512(const MoeGateScoreArgs& a, const 
     for (int32_t e = 0; e < n; e += 16) {
       const __mmask16 m = lanes_from(e, n);
       const __m512 v = _mm512_maskz_loadu_ps(m, x + e);
-      __m512 ev = v_det_exp(_mm512_sub_ps(v, vmx));
+      __m512 ev = avx512::det_exp(_mm512_sub_ps(v, vmx));
       ev = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, ninf, _CMP_EQ_OQ), ev, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(s + e, m, ev);
     }
@@ -167,7 +133,7 @@ DSK_GATE_AVX512 bool moe_gate_score_row_avx512(const MoeGateScoreArgs& a, const 
       if (sigmoid) {
         const __m512 neg =
             _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), iset(0x80000000u)));
-        sc = _mm512_div_ps(vset(1.0f), _mm512_add_ps(vset(1.0f), v_det_exp(neg)));
+        sc = _mm512_div_ps(vset(1.0f), _mm512_add_ps(vset(1.0f), avx512::det_exp(neg)));
       }
       if (a.score_bf16 != 0) sc = v_round_bf16(sc);
       _mm512_mask_storeu_ps(s + e, m, sc);
@@ -374,32 +340,11 @@ namespace {
 // Lanes holding a NaN or an infinity (vfpclassps: QNaN, +inf, -inf, SNaN).
 DSK_GATE_FUSED_INLINE __mmask16 f_nonfinite(__m512 v) { return _mm512_fpclass_ps_mask(v, 0x99); }
 
-// det_exp, lane by lane, for any input: the short sequence when every lane has -87 <= x <= 88
-// (not NaN; then k = round(x / ln2) is in [-126, 127], so k1 = k, k2 = 0 and the last product,
-// by 1.0, is exact and dropped), else v_det_exp. In the short sequence 2^k is read off the
-// shifter sum t = x / ln2 + 1.5 * 2^23, whose bits are 0x4B400000 + k: (bits(t) + 127) << 23
-// is (k + 127) << 23 modulo 2^32.
+// det_exp, lane by lane, for any input: the shorter sequence when every lane has -87 <= x <= 88.
 DSK_GATE_FUSED_INLINE __m512 f_det_exp(__m512 x) {
   const __mmask16 lo_ok = _mm512_cmp_ps_mask(x, vset(-87.0f), _CMP_GE_OQ);
   const __mmask16 ok = _mm512_mask_cmp_ps_mask(lo_ok, x, vset(88.0f), _CMP_LE_OQ);
-  if (ok != 0xFFFFu) return v_det_exp(x);
-  const __m512 shifter = vset(0x1.8p23f);
-  const __m512 t = _mm512_add_ps(_mm512_mul_ps(x, vset(0x1.715476p+0f)), shifter);
-  const __m512 kf = _mm512_sub_ps(t, shifter);
-  const __m512 hi = _mm512_sub_ps(x, _mm512_mul_ps(kf, vset(0x1.62e4p-1f)));
-  const __m512 lo = _mm512_mul_ps(kf, vset(0x1.7f7d1cp-20f));
-  const __m512 r = _mm512_sub_ps(hi, lo);
-  const __m512 c = _mm512_sub_ps(_mm512_sub_ps(hi, r), lo);
-  __m512 p = _mm512_add_ps(vset(0x1.6c16c2p-10f), _mm512_mul_ps(r, vset(0x1.a01a02p-13f)));
-  p = _mm512_add_ps(vset(0x1.111112p-7f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0x1.555556p-5f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0x1.555556p-3f), _mm512_mul_ps(r, p));
-  p = _mm512_add_ps(vset(0.5f), _mm512_mul_ps(r, p));
-  const __m512 y = _mm512_add_ps(
-      vset(1.0f), _mm512_add_ps(r, _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(r, r), p), c)));
-  const __m512 p1 = _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(t), iset(127u)), 23));
-  return _mm512_mul_ps(y, p1);
+  return ok != 0xFFFFu ? avx512::det_exp(x) : avx512::det_exp_in_range(x);
 }
 
 // gate_key of values that are not NaN: x | sign for x >= +0 and -0 (the key of +0), ~x below.

@@ -521,27 +521,6 @@ inline std::vector<double> ref_expert(const std::vector<double>& x, int64_t rows
   return y;
 }
 
-// Sets DSK_NUM_THREADS for the scope (the CPU backend reads it per call).
-struct Threads {
-  std::string saved;
-  bool had = false;
-  explicit Threads(const char* n) {
-    const char* old = std::getenv("DSK_NUM_THREADS");
-    had = old != nullptr;
-    if (had) saved = old;
-    setenv("DSK_NUM_THREADS", n, 1);
-  }
-  ~Threads() {
-    if (had) {
-      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
-    } else {
-      unsetenv("DSK_NUM_THREADS");
-    }
-  }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-};
-
 // ---- comparisons ----
 
 inline double max_abs(const std::vector<double>& v) {

@@ -16,7 +16,12 @@
 #include <utility>
 #include <vector>
 
+#include "cpp_test_util.h"
+
 namespace {
+
+using cpp_test::expect_invalid;
+using cpp_test::make_int;
 
 const DLDataType kF32 = dsk::dtype(DSK_DTYPE_F32);
 const DLDataType kBF16 = dsk::dtype(DSK_DTYPE_BF16);
@@ -44,15 +49,6 @@ dsk::Tensor make(dsk::Context& ctx, const std::vector<int64_t>& shape, const std
   return dsk::Tensor::clone(ctx, t.dl(), dtype);
 }
 
-template <typename T>
-dsk::Tensor make_int(dsk::Context& ctx, const std::vector<int64_t>& shape,
-                     const std::vector<T>& v) {
-  dsk::Tensor t = dsk::Tensor::empty(ctx, shape, sizeof(T) == 4 ? kI32 : kI64);
-  REQUIRE(static_cast<size_t>(t.numel()) == v.size());
-  std::memcpy(t.data<T>(), v.data(), v.size() * sizeof(T));
-  return t;
-}
-
 // The values of any float tensor, as f32.
 std::vector<float> values(dsk::Context& ctx, const dsk::Tensor& t) {
   dsk::Tensor f = dsk::Tensor::clone(ctx, t.dl(), kF32);
@@ -70,29 +66,6 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
     CHECK_MESSAGE(
         std::fabs(static_cast<double>(got[i]) - want[i]) <= atol + rtol * std::fabs(want[i]),
         "element ", i, ": ", got[i], " vs ", want[i]);
-  }
-}
-
-// Whether `message` contains `name` as a whole word (not as part of a longer identifier).
-bool names(const std::string& message, const std::string& name) {
-  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-  for (size_t pos = message.find(name); pos != std::string::npos;
-       pos = message.find(name, pos + 1)) {
-    const size_t end = pos + name.size();
-    if ((pos == 0 || !ident(message[pos - 1])) && (end == message.size() || !ident(message[end])))
-      return true;
-  }
-  return false;
-}
-
-template <typename F>
-void expect_invalid(F&& f, const std::string& name) {
-  try {
-    f();
-    FAIL("expected dsk::Error naming ", name);
-  } catch (const dsk::Error& e) {
-    CHECK_MESSAGE(e.status() == DSK_ERR_INVALID_ARGUMENT, e.what());
-    CHECK_MESSAGE(names(e.what(), name), "the message does not name ", name, ": ", e.what());
   }
 }
 

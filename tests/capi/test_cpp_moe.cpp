@@ -16,7 +16,12 @@
 #include <utility>
 #include <vector>
 
+#include "cpp_test_util.h"
+
 namespace {
+
+using cpp_test::expect_invalid;
+using cpp_test::make_int;
 
 const DLDataType kF32 = dsk::dtype(DSK_DTYPE_F32);
 const DLDataType kI32 = dsk::dtype(DSK_DTYPE_INT32);
@@ -44,20 +49,6 @@ dsk::Tensor make(dsk::Context& ctx, const std::vector<int64_t>& shape,
   return t;
 }
 
-template <typename T>
-dsk::Tensor make_int(dsk::Context& ctx, const std::vector<int64_t>& shape,
-                     const std::vector<T>& v) {
-  dsk::Tensor t = dsk::Tensor::empty(ctx, shape, sizeof(T) == 4 ? kI32 : kI64);
-  REQUIRE(static_cast<size_t>(t.numel()) == v.size());
-  if (!v.empty()) std::memcpy(t.data<T>(), v.data(), v.size() * sizeof(T));
-  return t;
-}
-
-template <typename T>
-std::vector<T> ints(const dsk::Tensor& t) {
-  return std::vector<T>(t.data<T>(), t.data<T>() + t.numel());
-}
-
 std::vector<float> floats(const dsk::Tensor& t) {
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
 }
@@ -74,29 +65,6 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
     CHECK_MESSAGE(
         std::fabs(static_cast<double>(got[i]) - want[i]) <= atol + rtol * std::fabs(want[i]),
         "element ", i, ": ", got[i], " vs ", want[i]);
-  }
-}
-
-// Whether `message` contains `name` as a whole word (not as part of a longer identifier).
-bool names(const std::string& message, const std::string& name) {
-  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-  for (size_t pos = message.find(name); pos != std::string::npos;
-       pos = message.find(name, pos + 1)) {
-    const size_t end = pos + name.size();
-    if ((pos == 0 || !ident(message[pos - 1])) && (end == message.size() || !ident(message[end])))
-      return true;
-  }
-  return false;
-}
-
-template <typename F>
-void expect_invalid(F&& f, const std::string& name) {
-  try {
-    f();
-    FAIL("expected dsk::Error naming ", name);
-  } catch (const dsk::Error& e) {
-    CHECK_MESSAGE(e.status() == DSK_ERR_INVALID_ARGUMENT, e.what());
-    CHECK_MESSAGE(names(e.what(), name), "the message does not name ", name, ": ", e.what());
   }
 }
 
@@ -219,33 +187,33 @@ TEST_CASE("dsk.hpp moe_gate: the worked example with groups, sigmoid and a bias"
   dsk_moe_gate_config c = small_gate();
 
   dsk::moe_gate(ctx, c, logits, bias, ids, weights, flags);
-  CHECK(ints<int32_t>(ids) == std::vector<int32_t>{4, 1, 0, 1});
+  CHECK(cpp_test::host_values<int32_t>(ids) == std::vector<int32_t>{4, 1, 0, 1});
   std::vector<double> want = renorm(kRow0, 4, 1);
   want.push_back(1.25);
   want.push_back(1.25);
   check_close(floats(weights), want, 1e-6, 0);
-  CHECK(ints<uint8_t>(flags) == std::vector<uint8_t>{0, 0});
+  CHECK(cpp_test::host_values<uint8_t>(flags) == std::vector<uint8_t>{0, 0});
 
   // MAX keeps groups 2 and 1 instead; int64 ids; no row_flags.
   c.group_rule = DSK_MOE_GROUP_MAX;
   dsk::Tensor ids64 = dsk::Tensor::empty(ctx, {2, 2}, kI64);
   dsk::moe_gate(ctx, c, logits, bias, ids64, weights);
-  CHECK(ints<int64_t>(ids64)[0] == 4);
-  CHECK(ints<int64_t>(ids64)[1] == 3);
+  CHECK(cpp_test::host_values<int64_t>(ids64)[0] == 4);
+  CHECK(cpp_test::host_values<int64_t>(ids64)[1] == 3);
   check_close(head2(weights), renorm(kRow0, 4, 3), 1e-6, 0);
 
   // Without a bias, AUTO is MAX over the plain scores: groups 3 and 1, ids 6, 3.
   c.group_rule = DSK_MOE_GROUP_AUTO;
   dsk::moe_gate(ctx, c, logits, nullptr, ids, weights, flags);
-  CHECK(ints<int32_t>(ids)[0] == 6);
-  CHECK(ints<int32_t>(ids)[1] == 3);
+  CHECK(cpp_test::host_values<int32_t>(ids)[0] == 6);
+  CHECK(cpp_test::host_values<int32_t>(ids)[1] == 3);
   check_close(head2(weights), renorm(kRow0, 6, 3), 1e-6, 0);
 
   // Without renormalization the weights are the scores times the scale.
   c.renormalize = 0;
   c.routed_scaling_factor = 1.0f;
   dsk::moe_gate(ctx, c, logits, bias, ids, weights, flags);
-  CHECK(ints<int32_t>(ids)[0] == 4);
+  CHECK(cpp_test::host_values<int32_t>(ids)[0] == 4);
   check_close(head2(weights), {sigmoid(0.5), sigmoid(1.0)}, 1e-6, 0);
 }
 
@@ -267,12 +235,12 @@ TEST_CASE("dsk.hpp moe_gate: rows without enough finite scores are flagged") {
   dsk::Tensor flags = dsk::Tensor::empty(ctx, {2}, kU8);
   dsk::moe_gate(ctx, c, logits, nullptr, ids, weights, flags);
   // Row 0: the lowest free indices; row 1: expert 1, then the lowest free one.
-  CHECK(ints<int32_t>(ids) == std::vector<int32_t>{0, 1, 1, 0});
+  CHECK(cpp_test::host_values<int32_t>(ids) == std::vector<int32_t>{0, 1, 1, 0});
   CHECK(floats(weights) == std::vector<float>{0, 0, 5, 0});
   // A row without finite scores is flagged NO_FINITE (and may be SHORT too: it has fewer than k
   // finite candidates); a row with some is SHORT only.
-  CHECK((ints<uint8_t>(flags)[0] & DSK_MOE_ROW_NO_FINITE) != 0);
-  CHECK(ints<uint8_t>(flags)[1] == DSK_MOE_ROW_SHORT);
+  CHECK((cpp_test::host_values<uint8_t>(flags)[0] & DSK_MOE_ROW_NO_FINITE) != 0);
+  CHECK(cpp_test::host_values<uint8_t>(flags)[1] == DSK_MOE_ROW_SHORT);
 
   // T = 0 is fine.
   dsk::Tensor none = make(ctx, {0, 8}, {});
@@ -292,11 +260,11 @@ TEST_CASE("dsk.hpp moe_gate_router: x @ w^T, then the gate") {
   dsk::Tensor weights = dsk::Tensor::empty(ctx, {1, 2}, kF32);
   dsk::Tensor flags = dsk::Tensor::empty(ctx, {1}, kU8);
   dsk::moe_gate_router(ctx, small_gate(), x, w, bias, ids, weights, flags);
-  CHECK(ints<int32_t>(ids) == std::vector<int32_t>{4, 1});
+  CHECK(cpp_test::host_values<int32_t>(ids) == std::vector<int32_t>{4, 1});
   check_close(floats(weights), renorm(kRow0, 4, 1), 1e-6, 0);
-  CHECK(ints<uint8_t>(flags)[0] == 0);
+  CHECK(cpp_test::host_values<uint8_t>(flags)[0] == 0);
   dsk::moe_gate_router(ctx, small_gate(), x, w, nullptr, ids, weights);
-  CHECK(ints<int32_t>(ids) == std::vector<int32_t>{6, 3});
+  CHECK(cpp_test::host_values<int32_t>(ids) == std::vector<int32_t>{6, 3});
 
   expect_invalid([&] { dsk::moe_gate_router(ctx, small_gate(), x, bias, nullptr, ids, weights); },
                  "w");
@@ -319,10 +287,11 @@ TEST_CASE("dsk.hpp moe_dispatch_capacity and moe_dispatch") {
     dsk::Tensor rows = dsk::Tensor::empty(ctx, {6}, kI32);
     dsk::Tensor dest = dsk::Tensor::empty(ctx, {3, 2}, kI32);
     dsk::moe_dispatch(ctx, ids, 8, 0, 1, counts, offsets, rows, nullptr, dest);
-    CHECK(ints<int32_t>(counts) == std::vector<int32_t>{0, 2, 0, 0, 2, 0, 2, 0});
-    CHECK(ints<int32_t>(offsets) == std::vector<int32_t>{0, 0, 2, 2, 2, 4, 4, 6, 6});
-    CHECK(ints<int32_t>(rows) == std::vector<int32_t>{1, 2, 0, 5, 3, 4});
-    CHECK(ints<int32_t>(dest) == std::vector<int32_t>{2, 0, 1, 4, 5, 3});
+    CHECK(cpp_test::host_values<int32_t>(counts) == std::vector<int32_t>{0, 2, 0, 0, 2, 0, 2, 0});
+    CHECK(cpp_test::host_values<int32_t>(offsets) ==
+          std::vector<int32_t>{0, 0, 2, 2, 2, 4, 4, 6, 6});
+    CHECK(cpp_test::host_values<int32_t>(rows) == std::vector<int32_t>{1, 2, 0, 5, 3, 4});
+    CHECK(cpp_test::host_values<int32_t>(dest) == std::vector<int32_t>{2, 0, 1, 4, 5, 3});
   }
   {  // block_size 4, int64 ids: segments padded with the sentinel T * k = 6
     dsk::Tensor ids64 = make_int(ctx, {3, 2}, std::vector<int64_t>{4, 1, 1, 6, 6, 4});
@@ -333,14 +302,15 @@ TEST_CASE("dsk.hpp moe_dispatch_capacity and moe_dispatch") {
     dsk::Tensor blocks = dsk::Tensor::empty(ctx, {cap / 4}, kI32);
     dsk::Tensor dest = dsk::Tensor::empty(ctx, {3, 2}, kI32);
     dsk::moe_dispatch(ctx, ids64, 8, 0, 4, counts, offsets, rows, blocks, dest);
-    CHECK(ints<int32_t>(counts) == std::vector<int32_t>{0, 2, 0, 0, 2, 0, 2, 0});
-    CHECK(ints<int32_t>(offsets) == std::vector<int32_t>{0, 0, 4, 4, 4, 8, 8, 12, 12});
+    CHECK(cpp_test::host_values<int32_t>(counts) == std::vector<int32_t>{0, 2, 0, 0, 2, 0, 2, 0});
+    CHECK(cpp_test::host_values<int32_t>(offsets) ==
+          std::vector<int32_t>{0, 0, 4, 4, 4, 8, 8, 12, 12});
     std::vector<int32_t> want_rows(static_cast<size_t>(cap), 6);
     const std::vector<int32_t> head = {1, 2, 6, 6, 0, 5, 6, 6, 3, 4};
     std::copy(head.begin(), head.end(), want_rows.begin());
-    CHECK(ints<int32_t>(rows) == want_rows);
-    CHECK(ints<int32_t>(blocks) == std::vector<int32_t>{1, 4, 6, -1, -1, -1});
-    CHECK(ints<int32_t>(dest) == std::vector<int32_t>{4, 0, 1, 8, 9, 5});
+    CHECK(cpp_test::host_values<int32_t>(rows) == want_rows);
+    CHECK(cpp_test::host_values<int32_t>(blocks) == std::vector<int32_t>{1, 4, 6, -1, -1, -1});
+    CHECK(cpp_test::host_values<int32_t>(dest) == std::vector<int32_t>{4, 0, 1, 8, 9, 5});
   }
   {  // this device owns experts 4 .. 7: expert 1's assignments are skipped
     dsk::Tensor counts = dsk::Tensor::empty(ctx, {4}, kI32);
@@ -348,10 +318,10 @@ TEST_CASE("dsk.hpp moe_dispatch_capacity and moe_dispatch") {
     dsk::Tensor rows = dsk::Tensor::empty(ctx, {6}, kI32);
     dsk::Tensor dest = dsk::Tensor::empty(ctx, {3, 2}, kI32);
     dsk::moe_dispatch(ctx, ids, 4, 4, 1, counts, offsets, rows, nullptr, dest);
-    CHECK(ints<int32_t>(counts) == std::vector<int32_t>{2, 0, 2, 0});
-    CHECK(ints<int32_t>(offsets) == std::vector<int32_t>{0, 2, 2, 4, 4});
-    CHECK(ints<int32_t>(rows) == std::vector<int32_t>{0, 5, 3, 4, 6, 6});
-    CHECK(ints<int32_t>(dest) == std::vector<int32_t>{0, -1, -1, 2, 3, 1});
+    CHECK(cpp_test::host_values<int32_t>(counts) == std::vector<int32_t>{2, 0, 2, 0});
+    CHECK(cpp_test::host_values<int32_t>(offsets) == std::vector<int32_t>{0, 2, 2, 4, 4});
+    CHECK(cpp_test::host_values<int32_t>(rows) == std::vector<int32_t>{0, 5, 3, 4, 6, 6});
+    CHECK(cpp_test::host_values<int32_t>(dest) == std::vector<int32_t>{0, -1, -1, 2, 3, 1});
   }
   // sorted_rows shorter than the capacity.
   expect_invalid(
@@ -584,7 +554,7 @@ TEST_CASE("dsk.hpp MoePlan, moe_forward_run and moe_forward against a dense laye
   const size_t ws = plan.workspace_size();
   CHECK(ws > 0);
   plan.run(ctx, L.tx, L.trouter, L.tbias, L.experts, &L.shared, out, ids, weights);
-  CHECK(ints<int32_t>(ids) == want_ids);
+  CHECK(cpp_test::host_values<int32_t>(ids) == want_ids);
   check_close(floats(weights), want_w, 1e-5, 0);
   check_close(floats(out), want, 1e-4, 1e-5);
   const std::vector<float> first = floats(out);
@@ -661,14 +631,14 @@ TEST_CASE("dsk.hpp moe_load_accumulate and moe_bias_update") {
   dsk::Tensor ids = make_int(ctx, {3, 2}, std::vector<int32_t>{4, 1, 1, 6, 6, -1});
   dsk::Tensor load = make_int(ctx, {8}, std::vector<int64_t>(8, 0));
   dsk::moe_load_accumulate(ctx, ids, 0, load);
-  CHECK(ints<int64_t>(load) == std::vector<int64_t>{0, 2, 0, 0, 1, 0, 2, 0});
+  CHECK(cpp_test::host_values<int64_t>(load) == std::vector<int64_t>{0, 2, 0, 0, 1, 0, 2, 0});
   dsk::moe_load_accumulate(ctx, ids, 0, load);  // accumulates
-  CHECK(ints<int64_t>(load) == std::vector<int64_t>{0, 4, 0, 0, 2, 0, 4, 0});
+  CHECK(cpp_test::host_values<int64_t>(load) == std::vector<int64_t>{0, 4, 0, 0, 2, 0, 4, 0});
   // A device owning experts 4 .. 7 counts only those.
   dsk::Tensor local = make_int(ctx, {4}, std::vector<int64_t>(4, 0));
   dsk::moe_load_accumulate(ctx, make_int(ctx, {3, 2}, std::vector<int64_t>{4, 1, 1, 6, 6, 7}), 4,
                            local);
-  CHECK(ints<int64_t>(local) == std::vector<int64_t>{1, 0, 2, 1});
+  CHECK(cpp_test::host_values<int64_t>(local) == std::vector<int64_t>{1, 0, 2, 1});
 
   // mean = 16 / 8 = 2: overloaded experts lose gamma, underloaded ones gain it, equal ones keep.
   dsk::Tensor counts = make_int(ctx, {8}, std::vector<int64_t>{3, 1, 2, 2, 0, 4, 2, 2});
@@ -692,15 +662,16 @@ TEST_CASE("dsk.hpp moe_ep_layout") {
   dsk::Tensor per_expert = dsk::Tensor::empty(ctx, {8}, kI32);
   dsk::Tensor in_rank = dsk::Tensor::empty(ctx, {3, 4}, dsk::dtype(DSK_DTYPE_BOOL));
   dsk::moe_ep_layout(ctx, ids, 8, 4, per_rank, per_expert, in_rank);
-  CHECK(ints<int32_t>(per_rank) == std::vector<int32_t>{2, 0, 1, 2});
-  CHECK(ints<int32_t>(per_expert) == std::vector<int32_t>{0, 2, 0, 0, 1, 0, 2, 0});
-  CHECK(ints<uint8_t>(in_rank) == std::vector<uint8_t>{1, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 1});
+  CHECK(cpp_test::host_values<int32_t>(per_rank) == std::vector<int32_t>{2, 0, 1, 2});
+  CHECK(cpp_test::host_values<int32_t>(per_expert) == std::vector<int32_t>{0, 2, 0, 0, 1, 0, 2, 0});
+  CHECK(cpp_test::host_values<uint8_t>(in_rank) ==
+        std::vector<uint8_t>{1, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 1});
 
   // An id outside [-1, E) is refused before anything is written.
   dsk::Tensor bad = make_int(ctx, {3, 2}, std::vector<int32_t>{4, 1, 1, 8, 6, -1});
   dsk::fill(ctx, per_rank, 5.0);
   expect_invalid([&] { dsk::moe_ep_layout(ctx, bad, 8, 4, per_rank, per_expert, in_rank); }, "ids");
-  CHECK(ints<int32_t>(per_rank) == std::vector<int32_t>{5, 5, 5, 5});
+  CHECK(cpp_test::host_values<int32_t>(per_rank) == std::vector<int32_t>{5, 5, 5, 5});
   expect_invalid([&] { dsk::moe_ep_layout(ctx, ids, 8, 3, per_rank, per_expert, in_rank); },
                  "num_ranks");
 }

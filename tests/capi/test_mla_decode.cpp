@@ -249,25 +249,6 @@ void run_case(dsk_context* ctx, const Shape& s) {
   check_against(s, o, reference(s, l));
 }
 
-// Sets DSK_NUM_THREADS for the scope and restores it after.
-struct Threads {
-  std::string saved;
-  bool had = false;
-  explicit Threads(const char* n) {
-    const char* old = std::getenv("DSK_NUM_THREADS");
-    had = old != nullptr;
-    if (had) saved = old;
-    setenv("DSK_NUM_THREADS", n, 1);
-  }
-  ~Threads() {
-    if (had) {
-      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
-    } else {
-      unsetenv("DSK_NUM_THREADS");
-    }
-  }
-};
-
 }  // namespace
 
 // ---- softmax scale ----
@@ -672,7 +653,7 @@ TEST_CASE("mla decode gives the same bytes for any thread count") {
   Paged p = make_paged(s, l, Layout::kScattered, 9);
   std::vector<std::vector<uint8_t>> outs, lses;
   for (const char* n : {"1", "3", "2"}) {
-    Threads t(n);
+    dsk_test::Threads t(n);
     Outputs o(s);
     MLA_REQUIRE_OK(decode(ctx, s, l, p, o));
     outs.push_back(o.out.raw());

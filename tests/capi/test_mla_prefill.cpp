@@ -186,24 +186,6 @@ void run_case(dsk_context* ctx, const Case& c) {
   check_against(c, d, reference(c, d));
 }
 
-struct Threads {
-  std::string saved;
-  bool had = false;
-  explicit Threads(const char* n) {
-    const char* old = std::getenv("DSK_NUM_THREADS");
-    had = old != nullptr;
-    if (had) saved = old;
-    setenv("DSK_NUM_THREADS", n, 1);
-  }
-  ~Threads() {
-    if (had) {
-      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
-    } else {
-      unsetenv("DSK_NUM_THREADS");
-    }
-  }
-};
-
 }  // namespace
 
 TEST_CASE("mla prefill matches the naive formula for varlen requests") {
@@ -281,7 +263,7 @@ TEST_CASE("mla prefill without lse writes the same out and is thread-count indep
   MLA_REQUIRE_OK(prefill(ctx, c, d, false));
   CHECK(d.out.raw() == out);
   for (const char* n : {"1", "3"}) {
-    Threads t(n);
+    dsk_test::Threads t(n);
     d.out.fill_nan();
     d.lse.fill_nan();
     MLA_REQUIRE_OK(prefill(ctx, c, d));

@@ -466,7 +466,7 @@ TEST_CASE("moe gate rows do not depend on the batch or the thread count") {
     }
   }
   for (const char* n : {"1", "3"}) {
-    moe_test::Threads threads(n);
+    dsk_test::Threads threads(n);
     GateOut o = make_gate_out(t, k);
     MOE_REQUIRE_OK(
         dsk_moe_gate(ctx, &c, logits.dl(), nullptr, o.ids.dl(), o.weights.dl(), o.flags.dl()));

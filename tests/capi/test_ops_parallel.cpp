@@ -36,25 +36,6 @@ std::vector<uint8_t> random_floats(int32_t dtype_id, int64_t n, uint32_t seed) {
   return out;
 }
 
-// Sets DSK_NUM_THREADS for the scope and restores it after.
-struct Threads {
-  std::string saved;
-  bool had = false;
-  explicit Threads(const char* n) {
-    const char* old = std::getenv("DSK_NUM_THREADS");
-    had = old != nullptr;
-    if (had) saved = old;
-    setenv("DSK_NUM_THREADS", n, 1);
-  }
-  ~Threads() {
-    if (had) {
-      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
-    } else {
-      unsetenv("DSK_NUM_THREADS");
-    }
-  }
-};
-
 // Runs `op` (which writes into the buffers it is given, freshly zeroed) with 1 and 3 threads and
 // checks that each output buffer has the same bytes.
 void same_bytes_for_threads(
@@ -62,7 +43,7 @@ void same_bytes_for_threads(
     const std::function<dsk_status(std::vector<std::vector<uint8_t>>&)>& op) {
   std::vector<std::vector<std::vector<uint8_t>>> results;
   for (const char* n : {"1", "3"}) {
-    Threads t(n);
+    dsk_test::Threads t(n);
     std::vector<std::vector<uint8_t>> outs;
     for (size_t s : out_sizes) outs.emplace_back(s, uint8_t{0});
     REQUIRE_MESSAGE(op(outs) == DSK_OK, dsk_last_error_message());
@@ -204,7 +185,7 @@ TEST_CASE("ops.parallel fp8 quantization names the first non-finite element with
   std::vector<float> s(static_cast<size_t>(t * k / 128));
   Borrowed qv(q.data(), {t, k}, DSK_DTYPE_FP8_E4M3FN);
   Borrowed sv(s.data(), {t, k / 128}, DSK_DTYPE_F32);
-  Threads threads("3");
+  dsk_test::Threads threads("3");
   dsk_test::expect_error(dsk_quant_fp8_act(ctx, &xv.dl, &qv.dl, &sv.dl, 0u),
                          DSK_ERR_INVALID_ARGUMENT, {"x[30, 7]"});
 }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <dsk/dsk.h>
 
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -22,6 +23,27 @@ inline void expect_error(dsk_status status, dsk_status expected,
                   "\"");
   }
 }
+
+// Sets DSK_NUM_THREADS for the scope (the CPU backend reads it per call) and restores it after.
+struct Threads {
+  std::string saved;
+  bool had = false;
+  explicit Threads(const char* n) {
+    const char* old = std::getenv("DSK_NUM_THREADS");
+    had = old != nullptr;
+    if (had) saved = old;
+    setenv("DSK_NUM_THREADS", n, 1);
+  }
+  ~Threads() {
+    if (had) {
+      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
+    } else {
+      unsetenv("DSK_NUM_THREADS");
+    }
+  }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+};
 
 inline DLDataType dtype(int32_t id) {
   DLDataType t{};

@@ -16,18 +16,6 @@
 namespace dsk_test {
 namespace {
 
-template <typename T>
-Pair upload_raw(const Env& env, const std::vector<T>& values, const std::vector<int64_t>& shape,
-                int32_t dtype_id) {
-  Pair p;
-  p.cpu = create(env.cpu.get(), shape, dtype_id);
-  p.gpu = create(env.gpu.get(), shape, dtype_id);
-  REQUIRE(p.cpu.nbytes() == values.size() * sizeof(T));
-  if (!values.empty()) std::memcpy(p.cpu.host_bytes(), values.data(), p.cpu.nbytes());
-  DSK_REQUIRE_OK(dsk_copy(env.gpu.get(), p.cpu.dl(), p.gpu.dl()));
-  return p;
-}
-
 // ids [T, k] of dtype (int32 or int64) holding `ids`.
 Pair upload_ids(const Env& env, const std::vector<int64_t>& ids, int64_t tokens, int64_t k,
                 int32_t dtype_id) {

@@ -85,16 +85,6 @@ std::vector<float> make_bias(int32_t e, bool ties, uint64_t seed) {
   return b;
 }
 
-// Outputs on both sides, filled with different sentinels so unwritten bytes cannot match.
-Pair outputs(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id) {
-  Pair p;
-  p.cpu = create(env.cpu.get(), shape, dtype_id);
-  p.gpu = create(env.gpu.get(), shape, dtype_id);
-  DSK_REQUIRE_OK(dsk_fill(env.cpu.get(), p.cpu.dl(), 7.0));
-  DSK_REQUIRE_OK(dsk_fill(env.gpu.get(), p.gpu.dl(), 3.0));
-  return p;
-}
-
 // Runs the gate on both backends over the same logits (an upload of `values` rounded to
 // logits_dtype, or the given pair) and compares ids, weights and flags byte for byte.
 void check_gate(const Env& env, const dsk_moe_gate_config& cfg, const Pair& logits,

@@ -31,15 +31,6 @@ Pair upload(const Env& env, Tensor cpu) {
   return p;
 }
 
-// Uninitialized outputs on both sides (filled with a sentinel so stale bytes cannot match).
-Pair outputs(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id) {
-  Tensor cpu = create(env.cpu.get(), shape, dtype_id);
-  DSK_REQUIRE_OK(dsk_fill(env.cpu.get(), cpu.dl(), 7.0));
-  Pair p = upload(env, std::move(cpu));
-  DSK_REQUIRE_OK(dsk_fill(env.gpu.get(), p.gpu.dl(), -3.0));
-  return p;
-}
-
 // Uniform values in [lo, hi) of dtype_id (dsk_fill_random).
 Tensor random_cpu(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id, float lo,
                   float hi, uint64_t seed) {

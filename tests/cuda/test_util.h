@@ -265,6 +265,29 @@ inline Pair upload_values(const Env& env, const std::vector<float>& values,
   return p;
 }
 
+// Raw bytes on both sides (no conversion).
+template <typename T>
+Pair upload_raw(const Env& env, const std::vector<T>& values, const std::vector<int64_t>& shape,
+                int32_t dtype_id) {
+  Pair p;
+  p.cpu = create(env.cpu.get(), shape, dtype_id);
+  p.gpu = create(env.gpu.get(), shape, dtype_id);
+  REQUIRE(p.cpu.nbytes() == values.size() * sizeof(T));
+  if (!values.empty()) std::memcpy(p.cpu.host_bytes(), values.data(), p.cpu.nbytes());
+  DSK_REQUIRE_OK(dsk_copy(env.gpu.get(), p.cpu.dl(), p.gpu.dl()));
+  return p;
+}
+
+// Outputs on both sides, filled with different sentinels so unwritten bytes cannot match.
+inline Pair outputs(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id) {
+  Pair p;
+  p.cpu = create(env.cpu.get(), shape, dtype_id);
+  p.gpu = create(env.gpu.get(), shape, dtype_id);
+  DSK_REQUIRE_OK(dsk_fill(env.cpu.get(), p.cpu.dl(), 7.0));
+  DSK_REQUIRE_OK(dsk_fill(env.gpu.get(), p.gpu.dl(), 3.0));
+  return p;
+}
+
 // Zero-filled tensors of one shape and dtype on both sides.
 inline Pair zeros_pair(const Env& env, const std::vector<int64_t>& shape, int32_t dtype_id) {
   Pair p;

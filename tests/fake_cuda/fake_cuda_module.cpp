@@ -150,6 +150,9 @@ const dsk_backend_iface kTable = {
     nullptr,  // moe_load_accumulate
     nullptr,  // moe_bias_update
     nullptr,  // moe_ep_layout
+    nullptr,  // sample
+    nullptr,  // sampling_transform
+    nullptr,  // speculative_verify
 };
 
 }  // namespace

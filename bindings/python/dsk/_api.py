@@ -1589,6 +1589,463 @@ def moe_ep_layout(ctx: Optional[Context], ids: TensorLike, num_experts: int, num
                                   p[3]))
 
 
+# --- token sampling (dsk_sampling.h)
+#
+# The conventions of the ops above (tensors as dsk.Tensor or any DLPack producer, ctx=None for the
+# process-wide CPU context), with two conveniences: every parameter is a scalar or a per-row
+# sequence / tensor [B], and token lists and the logit bias may be given as Python lists per row
+# (the CSR tensors are built here). Outputs are allocated on ctx's device unless given. Semantics,
+# the processing chain and the RNG layout: dsk_sampling.h.
+
+SAMPLE_OK = _ffi.DSK_SAMPLE_OK
+SAMPLE_ALL_MASKED = _ffi.DSK_SAMPLE_ALL_MASKED
+SAMPLE_NONFINITE = _ffi.DSK_SAMPLE_NONFINITE
+SAMPLE_INVALID = _ffi.DSK_SAMPLE_INVALID
+LOGPROBS_PROCESSED = _ffi.DSK_LOGPROBS_PROCESSED
+LOGPROBS_RAW = _ffi.DSK_LOGPROBS_RAW
+SAMPLE_MAX_TOP_LOGPROBS = _ffi.DSK_SAMPLE_MAX_TOP_LOGPROBS
+VERIFY_SAMPLE = _ffi.DSK_VERIFY_SAMPLE
+VERIFY_GREEDY = _ffi.DSK_VERIFY_GREEDY
+
+_U64 = (1 << 64) - 1
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+class SampleResult(NamedTuple):
+    """What sample() returns when more than the ids is asked for (None where not asked)."""
+
+    ids: Tensor
+    logprobs: Optional[Tensor]
+    top_ids: Optional[Tensor]
+    top_logprobs: Optional[Tensor]
+    raw_logprobs: Optional[Tensor]
+    status: Optional[Tensor]
+
+
+class VerifyResult(NamedTuple):
+    """What speculative_verify() returns: out_ids [B, n + 1], accepted [B], emitted [B] or None."""
+
+    out_ids: Tensor
+    accepted: Tensor
+    emitted: Optional[Tensor]
+
+
+def _sampling_invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError("dsk: " + message, _ffi.DSK_ERR_INVALID_ARGUMENT)
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor) or hasattr(x, "__dlpack__")
+
+
+def _is_scalar(x: Any) -> bool:
+    # Python and NumPy numbers, and 0-d arrays / tensors.
+    if isinstance(x, (int, float)):
+        return True
+    if isinstance(x, Tensor):
+        return False
+    return getattr(x, "ndim", None) == 0 or (
+        not hasattr(x, "__len__") and not hasattr(x, "__dlpack__") and hasattr(x, "__index__"))
+
+
+def _scalar_value(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") else x
+
+
+def _operand(x: Any, dtype: str, ctx: Context) -> Tensor:
+    """x as a tensor of dtype on ctx's device: zero-copy when it already is one, else converted."""
+    if not _is_tensor(x):
+        import numpy as np
+
+        np_dtype = {"f32": np.float32, "int32": np.int32, "int64": np.int64}[dtype]
+        x = np.ascontiguousarray(np.asarray(x, dtype=np_dtype))
+    return asarray(x, dtype, ctx)
+
+
+def _seed_operand(x: Any, ctx: Context) -> Tensor:
+    """Per-row seeds / offsets as int64 (read as uint64 by the library): Python ints are taken
+    mod 2**64 and NumPy uint64 arrays reinterpreted."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray) and x.dtype.kind == "u":
+        x = np.ascontiguousarray(x.astype(np.uint64)).view(np.int64)
+    elif not _is_tensor(x):
+        x = np.array([int(v) & _U64 for v in x], dtype=np.uint64).view(np.int64)
+    return asarray(x, "int64", ctx)
+
+
+def _index_operand(x: Any, ctx: Context) -> Tensor:
+    """An int32 / int64 index tensor (CSR offsets or ids, draft ids) on ctx's device; other dtypes
+    and lists become int64."""
+    if not _is_tensor(x):
+        import numpy as np
+
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.int64))
+    t = asarray(x, None, ctx)
+    if t.dtype not in ("int32", "int64"):
+        t = clone(ctx, t, "int64")
+    return t
+
+
+def _csr_rows(rows: Any, batch: int, name: str) -> Tuple[Any, Any]:
+    """(offsets [B + 1], ids [N]) int64 NumPy arrays from B per-row id sequences (None = empty)."""
+    import numpy as np
+
+    if _is_tensor(rows) and not isinstance(rows, np.ndarray):
+        raise _sampling_invalid(
+            f"{name}: pass a list of per-row id lists, or the flat ids tensor together with "
+            f"{name.replace('_ids', '_offsets')}")
+    rows = list(rows)
+    if len(rows) != batch:
+        raise _sampling_invalid(
+            f"{name} has {len(rows)} rows, expected one per logits row ({batch})")
+    parts = [np.asarray([] if r is None else r, dtype=np.int64).reshape(-1) for r in rows]
+    offsets = np.zeros(batch + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in parts])
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return offsets, ids
+
+
+def _bias_rows(bias: Any, batch: int) -> Tuple[Any, Any, Any]:
+    """(offsets, ids, values) NumPy arrays from logit_bias: one {id: value} mapping for every row,
+    or B entries each None, a mapping or a sequence of (id, value) pairs."""
+    import numpy as np
+    from collections.abc import Mapping
+
+    rows = [bias] * batch if isinstance(bias, Mapping) else list(bias)
+    if len(rows) != batch:
+        raise _sampling_invalid(
+            f"logit_bias has {len(rows)} rows, expected one per logits row ({batch}) or one "
+            f"{{token: bias}} mapping for all")
+    ids: List[int] = []
+    values: List[float] = []
+    offsets = [0]
+    for row in rows:
+        pairs = [] if row is None else (row.items() if isinstance(row, Mapping) else row)
+        for token, value in pairs:
+            ids.append(int(token))
+            values.append(float(value))
+        offsets.append(len(ids))
+    return (np.asarray(offsets, dtype=np.int64), np.asarray(ids, dtype=np.int64),
+            np.asarray(values, dtype=np.float32))
+
+
+def _mask_operand(mask: Any, batch: int, vocab: int, ctx: Context) -> Tensor:
+    """allowed_mask as the library's [B, ceil(V / 32)] int32 bitmask. A boolean array [B, V] (or
+    [V] for every row) is packed here; integer arrays are taken as the bitmask words."""
+    import numpy as np
+
+    if _is_tensor(mask) and not isinstance(mask, np.ndarray):
+        t = mask if isinstance(mask, Tensor) else from_dlpack(mask)
+        if t.dtype != "bool":
+            return asarray(t, "int32", ctx)
+        if t.device.device_type not in _HOST_DEVICES:
+            raise _sampling_invalid(
+                "allowed_mask: a boolean mask is packed on the host; pass a device mask as the "
+                "[B, ceil(V / 32)] int32 bitmask")
+        mask = t.numpy()
+    arr = np.asarray(mask)
+    if arr.dtype == np.bool_:
+        if arr.shape[-1:] != (vocab,) or arr.ndim not in (1, 2):
+            raise _sampling_invalid(
+                f"allowed_mask: a boolean mask must be [B, V] or [V] (V = {vocab}), not "
+                f"{list(arr.shape)}")
+        words = (vocab + 31) // 32
+        padded = np.zeros((batch, words * 32), dtype=np.bool_)
+        padded[:, :vocab] = np.broadcast_to(arr, (batch, vocab))
+        packed = np.packbits(padded, axis=1, bitorder="little")
+        arr = np.ascontiguousarray(packed).view("<u4").astype(np.uint32)
+    elif arr.dtype.kind in "iu":
+        arr = (arr.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
+    else:
+        raise _sampling_invalid(
+            f"allowed_mask: expected a boolean [B, V] mask or int32 bitmask words, not {arr.dtype}")
+    return asarray(np.ascontiguousarray(arr).view(np.int32), "int32", ctx)
+
+
+def _logits_operand(logits: Any) -> Tensor:
+    if _is_tensor(logits):
+        return logits if isinstance(logits, Tensor) else from_dlpack(logits)
+    import numpy as np
+
+    return from_dlpack(np.ascontiguousarray(np.asarray(logits, dtype=np.float32)))
+
+
+def _rows_and_vocab(t: Tensor) -> Tuple[int, int]:
+    shape = t.shape
+    return (shape[0] if shape else 0), (shape[-1] if shape else 0)
+
+
+# (scalar field, per-row tensor field, dtype) of dsk_sampling_params.
+_SAMPLING_SCALARS = (
+    ("temperature", "temperatures", "f32"),
+    ("top_k", "top_ks", "int32"),
+    ("top_p", "top_ps", "f32"),
+    ("min_p", "min_ps", "f32"),
+    ("repetition_penalty", "repetition_penalties", "f32"),
+    ("frequency_penalty", "frequency_penalties", "f32"),
+    ("presence_penalty", "presence_penalties", "f32"),
+    ("seed", "seeds", "int64"),
+    ("offset", "offsets", "int64"),
+)
+
+
+def _sampling_params(cx: Context, batch: int, vocab: int, *,
+                     temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0, min_p: Any = 0.0,
+                     repetition_penalty: Any = 1.0, frequency_penalty: Any = 0.0,
+                     presence_penalty: Any = 0.0, seed: Any = 0, offset: Any = 0,
+                     output_ids: Any = None, output_offsets: Any = None,
+                     prompt_ids: Any = None, prompt_offsets: Any = None,
+                     logit_bias: Any = None, bias_offsets: Any = None, bias_ids: Any = None,
+                     bias_values: Any = None, allowed_mask: Any = None) -> Tuple[Any, List[Any]]:
+    """The C struct (dsk_sampling_params_init, then the arguments) and what keeps its tensors
+    alive. Scalars set the scalar fields; anything else becomes the per-row tensor."""
+    raw = _ffi.dsk_sampling_params()
+    _check(_lib.dsk_sampling_params_init(byref(raw)))
+    keep: List[Any] = []
+
+    def tensor(t: Tensor) -> Any:
+        p, k = _borrow(t)
+        keep.append(k)
+        return p
+
+    values = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                  repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                  presence_penalty=presence_penalty, seed=seed, offset=offset)
+    for name, per_row, dtype in _SAMPLING_SCALARS:
+        v = values[name]
+        if v is None:
+            continue  # the library's default
+        if _is_scalar(v):
+            v = _scalar_value(v)
+            if dtype == "f32":
+                setattr(raw, name, float(v))
+            elif dtype == "int32":
+                setattr(raw, name, min(max(int(v), _I32_MIN), _I32_MAX))
+            else:
+                setattr(raw, name, int(v) & _U64)
+        elif dtype == "int64":
+            setattr(raw, per_row, tensor(_seed_operand(v, cx)))
+        else:
+            setattr(raw, per_row, tensor(_operand(v, dtype, cx)))
+
+    for ids, offs, ids_field, offs_field in (
+            (output_ids, output_offsets, "output_ids", "output_offsets"),
+            (prompt_ids, prompt_offsets, "prompt_ids", "prompt_offsets")):
+        if ids is None and offs is None:
+            continue
+        if ids is None:
+            raise _sampling_invalid(f"{offs_field} is given without {ids_field}")
+        if offs is None:
+            offs, ids = _csr_rows(ids, batch, ids_field)
+        setattr(raw, offs_field, tensor(_index_operand(offs, cx)))
+        setattr(raw, ids_field, tensor(_index_operand(ids, cx)))
+
+    if logit_bias is not None:
+        if bias_offsets is not None or bias_ids is not None or bias_values is not None:
+            raise _sampling_invalid(
+                "logit_bias and bias_offsets / bias_ids / bias_values are alternatives")
+        bias_offsets, bias_ids, bias_values = _bias_rows(logit_bias, batch)
+    if bias_offsets is not None or bias_ids is not None or bias_values is not None:
+        if bias_offsets is None or bias_ids is None or bias_values is None:
+            raise _sampling_invalid("bias_offsets, bias_ids and bias_values go together")
+        raw.bias_offsets = tensor(_index_operand(bias_offsets, cx))
+        raw.bias_ids = tensor(_index_operand(bias_ids, cx))
+        raw.bias_values = tensor(_operand(bias_values, "f32", cx))
+
+    if allowed_mask is not None:
+        raw.allowed_mask = tensor(_mask_operand(allowed_mask, batch, vocab, cx))
+    return raw, keep
+
+
+def _want(x: Any) -> bool:
+    """Whether an optional output was asked for: True, or a tensor to write into."""
+    return x is not None and x is not False
+
+
+def _output(x: Any, shape: Shape, dtype: str, cx: Context) -> Tensor:
+    if x is True:
+        return empty(shape, dtype, cx)
+    return x if isinstance(x, Tensor) else from_dlpack(x)
+
+
+def _top_source(value: Union[str, int]) -> int:
+    if isinstance(value, int):
+        return value
+    table = {"processed": LOGPROBS_PROCESSED, "raw": LOGPROBS_RAW}
+    try:
+        return table[value.lower()]
+    except (KeyError, AttributeError):
+        raise _sampling_invalid(
+            f"sample: unknown top_source {value!r}; expected 'processed' or 'raw'") from None
+
+
+def sample(ctx: Optional[Context], logits: TensorLike, *, temperature: Any = 1.0,
+           top_k: Any = 0, top_p: Any = 1.0, min_p: Any = 0.0, repetition_penalty: Any = 1.0,
+           frequency_penalty: Any = 0.0, presence_penalty: Any = 0.0, seed: Any = 0,
+           offset: Any = 0, output_ids: Any = None, output_offsets: Any = None,
+           prompt_ids: Any = None, prompt_offsets: Any = None, logit_bias: Any = None,
+           bias_offsets: Any = None, bias_ids: Any = None, bias_values: Any = None,
+           allowed_mask: Any = None, ids: Optional[TensorLike] = None, logprobs: Any = False,
+           top_logprobs: Any = 0, top_source: Union[str, int] = "processed",
+           raw_logprobs: Any = False, status: Any = False) -> Union[Tensor, SampleResult]:
+    """Samples one token per row of logits [B, V] (f32, f16 or bf16; dsk_sample).
+
+    Per row: allowed_mask -> logit_bias -> penalties -> temperature (0 = greedy) -> top_k ->
+    top_p -> min_p -> Gumbel-max sampling with Philox noise keyed by (seed, offset); the same
+    (seed, offset) gives the same token on every backend and in any batch. Advance offset by one
+    per decode step.
+
+    Each of temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+    presence_penalty, seed and offset is a scalar for every row or a per-row sequence / tensor
+    [B] (seeds and offsets are taken mod 2**64). Token lists (output_ids: the generated ids, for
+    the three penalties; prompt_ids: for the repetition penalty) are B per-row id lists, or the
+    flat ids tensor with its CSR offsets [B + 1] (output_offsets / prompt_offsets). logit_bias is
+    one {token: bias} mapping for every row or B per-row mappings / (token, bias) lists, or give
+    bias_offsets, bias_ids and bias_values as CSR tensors. allowed_mask is a boolean [B, V] (or
+    [V]) array, or the [B, ceil(V / 32)] int32 bitmask (bit j % 32 of word j / 32 allows token j).
+
+    Outputs are allocated on ctx's device, or written into the tensors given: ids [B] int32;
+    logprobs (True or a [B] f32 tensor): the sampled token's logprob under the processed
+    distribution; top_logprobs (n <= 64, or an (ids [B, n] int32, logprobs [B, n] f32) pair):
+    the n most likely tokens of top_source's distribution ("processed" or "raw"), -1 / -inf past
+    its end; raw_logprobs (True or [B] f32): under log_softmax(logits); status (True or [B]
+    uint8): dsk.SAMPLE_* per row (rows not SAMPLE_OK get id 0 and NaN logprobs).
+
+    Returns the ids tensor, or a SampleResult when any other output was asked for.
+    """
+    cx = _ctx_or_default(ctx)
+    lt = _logits_operand(logits)
+    batch, vocab = _rows_and_vocab(lt)
+    raw, keep = _sampling_params(
+        cx, batch, vocab, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+        repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty, seed=seed, offset=offset, output_ids=output_ids,
+        output_offsets=output_offsets, prompt_ids=prompt_ids, prompt_offsets=prompt_offsets,
+        logit_bias=logit_bias, bias_offsets=bias_offsets, bias_ids=bias_ids,
+        bias_values=bias_values, allowed_mask=allowed_mask)
+
+    out = _ffi.dsk_sampling_outputs()
+    _check(_lib.dsk_sampling_outputs_init(byref(out)))
+    out.top_source = _top_source(top_source)
+    ids_t = empty([batch], "int32", cx) if ids is None else _output(ids, [batch], "int32", cx)
+    lp_t = _output(logprobs, [batch], "f32", cx) if _want(logprobs) else None
+    raw_t = _output(raw_logprobs, [batch], "f32", cx) if _want(raw_logprobs) else None
+    st_t = _output(status, [batch], "uint8", cx) if _want(status) else None
+    top_ids_t = top_lp_t = None
+    if isinstance(top_logprobs, (tuple, list)):
+        if len(top_logprobs) != 2:
+            raise _sampling_invalid(
+                "top_logprobs: expected n or an (ids, logprobs) pair of tensors")
+        top_ids_t = _output(top_logprobs[0], [], "int32", cx)
+        top_lp_t = _output(top_logprobs[1], [], "f32", cx)
+    elif top_logprobs:
+        n = int(top_logprobs)
+        top_ids_t, top_lp_t = empty([batch, n], "int32", cx), empty([batch, n], "f32", cx)
+    args = _Borrowed(ids_t, lp_t, top_ids_t, top_lp_t, raw_t, st_t)
+    out.ids, out.logprobs, out.top_ids, out.top_logprobs, out.raw_logprobs, out.status = args.ptrs
+    lp_ptr, _k = _borrow(lt)
+    _check(_lib.dsk_sample(cx.handle, byref(raw), lp_ptr, byref(out)))
+    del keep
+    if lp_t is None and top_ids_t is None and raw_t is None and st_t is None:
+        return ids_t
+    return SampleResult(ids_t, lp_t, top_ids_t, top_lp_t, raw_t, st_t)
+
+
+def sampling_logits(ctx: Optional[Context], logits: TensorLike, out: Optional[TensorLike] = None,
+                    *, dtype: DType = "f32", status: Any = False,
+                    **params: Any) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """The processed logits after the filters (dsk_sampling_logits): out [B, V] (allocated with
+    ``dtype`` f32/f16/bf16 unless given) holds z_j for kept tokens and -inf for the others; rows
+    that are not SAMPLE_OK are all NaN. ``params`` are sample()'s parameters (seed and offset are
+    not used). Returns out, or (out, status) when status is True or a [B] uint8 tensor."""
+    cx = _ctx_or_default(ctx)
+    lt = _logits_operand(logits)
+    batch, vocab = _rows_and_vocab(lt)
+    raw, keep = _sampling_params(cx, batch, vocab, **params)
+    out_t = empty(lt.shape, dtype, cx) if out is None else _output(out, [], "f32", cx)
+    st_t = _output(status, [batch], "uint8", cx) if _want(status) else None
+    args = _Borrowed(lt, out_t, st_t)
+    _check(_lib.dsk_sampling_logits(cx.handle, byref(raw), *args.ptrs))
+    del keep
+    return out_t if st_t is None else (out_t, st_t)
+
+
+def sampling_probs(ctx: Optional[Context], logits: TensorLike, probs: Optional[TensorLike] = None,
+                   *, status: Any = False, **params: Any) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """The processed distribution (dsk_sampling_probs): probs [B, V] f32 (allocated unless given),
+    0 for removed tokens, rows that are not SAMPLE_OK all NaN. ``params`` are sample()'s
+    parameters (seed and offset are not used). Returns probs, or (probs, status) when status is
+    True or a [B] uint8 tensor."""
+    cx = _ctx_or_default(ctx)
+    lt = _logits_operand(logits)
+    batch, vocab = _rows_and_vocab(lt)
+    raw, keep = _sampling_params(cx, batch, vocab, **params)
+    pr_t = empty(lt.shape, "f32", cx) if probs is None else _output(probs, [], "f32", cx)
+    st_t = _output(status, [batch], "uint8", cx) if _want(status) else None
+    args = _Borrowed(lt, pr_t, st_t)
+    _check(_lib.dsk_sampling_probs(cx.handle, byref(raw), *args.ptrs))
+    del keep
+    return pr_t if st_t is None else (pr_t, st_t)
+
+
+def _verify_mode(mode: Union[str, int]) -> int:
+    if isinstance(mode, int):
+        return mode
+    table = {"sample": VERIFY_SAMPLE, "greedy": VERIFY_GREEDY}
+    try:
+        return table[mode.lower()]
+    except (KeyError, AttributeError):
+        raise _sampling_invalid(
+            f"speculative_verify: unknown mode {mode!r}; expected 'sample' or 'greedy'") from None
+
+
+def speculative_verify(ctx: Optional[Context], draft_ids: Any, target: TensorLike,
+                       draft_probs: Optional[TensorLike] = None, *,
+                       mode: Union[str, int] = "sample", seed: Any = 0, offset: Any = 0,
+                       out_ids: Optional[TensorLike] = None,
+                       accepted: Optional[TensorLike] = None,
+                       emitted: Any = False) -> VerifyResult:
+    """Chain verification of n draft tokens per row (dsk_speculative_verify), for MTP and draft
+    models: draft_ids [B, n] (int32/int64 or lists; -1 ends a row's chain), target [B, n + 1, V]
+    probabilities (logits suffice for mode "greedy"), draft_probs [B, n, V] or None (a
+    deterministic draft such as greedy MTP).
+
+    mode "sample": accept t_i when u_i * q_i(t_i) < p_i(t_i), resample from max(p_i - q_i, 0) at
+    the first rejection, else a bonus token from p_i; the tokens are distributed as if sampled
+    from the target one by one. mode "greedy": accept while t_i is target row i's argmax. seed and
+    offset are scalars or per-row [B]; draft position i draws at offset + i, so advance offset
+    by n + 1 after the step (as sample() advances it by one per token).
+
+    Returns VerifyResult(out_ids [B, n + 1] int32: the accepted drafts, the emitted token, then
+    -1; accepted [B] int32; emitted [B] int32 = accepted + 1, or None unless asked for).
+    """
+    cx = _ctx_or_default(ctx)
+    drafts = _index_operand(draft_ids, cx)
+    shape = drafts.shape
+    batch = shape[0] if shape else 0
+    n = shape[1] if len(shape) > 1 else 0
+    raw = _ffi.dsk_verify_params()
+    _check(_lib.dsk_verify_params_init(byref(raw)))
+    raw.mode = _verify_mode(mode)
+    keep: List[Any] = []
+    for name, per_row, v in (("seed", "seeds", seed), ("offset", "offsets", offset)):
+        if _is_scalar(v):
+            setattr(raw, name, int(_scalar_value(v)) & _U64)
+        else:
+            p, k = _borrow(_seed_operand(v, cx))
+            keep.append(k)
+            setattr(raw, per_row, p)
+    out_t = (empty([batch, n + 1], "int32", cx) if out_ids is None
+             else _output(out_ids, [], "int32", cx))
+    acc_t = empty([batch], "int32", cx) if accepted is None else _output(accepted, [], "int32", cx)
+    em_t = _output(emitted, [batch], "int32", cx) if _want(emitted) else None
+    args = _Borrowed(drafts, draft_probs, target, out_t, acc_t, em_t)
+    _check(_lib.dsk_speculative_verify(cx.handle, byref(raw), *args.ptrs))
+    del keep
+    return VerifyResult(out_t, acc_t, em_t)
+
+
 # Which Python-level entry point covers each C function (checked by test_api_coverage).
 WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_version_number": version_number,
@@ -1687,4 +2144,11 @@ WRAPPERS: Dict[str, Callable[..., Any]] = {
     "dsk_moe_load_accumulate": moe_load_accumulate,
     "dsk_moe_bias_update": moe_bias_update,
     "dsk_moe_ep_layout": moe_ep_layout,
+    "dsk_sampling_params_init": _sampling_params,
+    "dsk_sampling_outputs_init": sample,
+    "dsk_sample": sample,
+    "dsk_sampling_logits": sampling_logits,
+    "dsk_sampling_probs": sampling_probs,
+    "dsk_verify_params_init": speculative_verify,
+    "dsk_speculative_verify": speculative_verify,
 }

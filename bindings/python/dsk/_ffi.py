@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ._errors import UnsupportedError, VersionMismatchError
 
 # --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_ops.h,
-# dsk_moe.h, dsk_dlpack.h; dsk_mla.h declares none)
+# dsk_moe.h, dsk_sampling.h, dsk_dlpack.h; dsk_mla.h declares none)
 
 DSK_VERSION_MAJOR = 0
 DSK_VERSION_MINOR = 1
@@ -93,6 +93,16 @@ DSK_MOE_GROUP_MAX = 1
 DSK_MOE_GROUP_TOP2SUM = 2
 DSK_MOE_ROW_NO_FINITE = 1
 DSK_MOE_ROW_SHORT = 2
+
+DSK_SAMPLE_OK = 0
+DSK_SAMPLE_ALL_MASKED = 1
+DSK_SAMPLE_NONFINITE = 2
+DSK_SAMPLE_INVALID = 3
+DSK_LOGPROBS_PROCESSED = 0
+DSK_LOGPROBS_RAW = 1
+DSK_SAMPLE_MAX_TOP_LOGPROBS = 64
+DSK_VERIFY_SAMPLE = 0
+DSK_VERIFY_GREEDY = 1
 
 DLPACK_MAJOR_VERSION = 1
 DLPACK_MINOR_VERSION = 1
@@ -304,6 +314,63 @@ class dsk_moe_expert_weights(Structure):
     ]
 
 
+class dsk_sampling_params(Structure):
+    # Per-row tensors and token lists are borrowed; None = NULL (the scalar applies).
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("temperature", c_float),
+        ("top_k", c_int32),
+        ("top_p", c_float),
+        ("min_p", c_float),
+        ("repetition_penalty", c_float),
+        ("frequency_penalty", c_float),
+        ("presence_penalty", c_float),
+        ("seed", c_uint64),
+        ("offset", c_uint64),
+        ("temperatures", POINTER(DLTensor)),
+        ("top_ks", POINTER(DLTensor)),
+        ("top_ps", POINTER(DLTensor)),
+        ("min_ps", POINTER(DLTensor)),
+        ("repetition_penalties", POINTER(DLTensor)),
+        ("frequency_penalties", POINTER(DLTensor)),
+        ("presence_penalties", POINTER(DLTensor)),
+        ("seeds", POINTER(DLTensor)),
+        ("offsets", POINTER(DLTensor)),
+        ("output_offsets", POINTER(DLTensor)),
+        ("output_ids", POINTER(DLTensor)),
+        ("prompt_offsets", POINTER(DLTensor)),
+        ("prompt_ids", POINTER(DLTensor)),
+        ("bias_offsets", POINTER(DLTensor)),
+        ("bias_ids", POINTER(DLTensor)),
+        ("bias_values", POINTER(DLTensor)),
+        ("allowed_mask", POINTER(DLTensor)),
+    ]
+
+
+class dsk_sampling_outputs(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("top_source", c_int32),
+        ("ids", POINTER(DLTensor)),
+        ("logprobs", POINTER(DLTensor)),
+        ("top_ids", POINTER(DLTensor)),
+        ("top_logprobs", POINTER(DLTensor)),
+        ("raw_logprobs", POINTER(DLTensor)),
+        ("status", POINTER(DLTensor)),
+    ]
+
+
+class dsk_verify_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("mode", c_int32),
+        ("seed", c_uint64),
+        ("offset", c_uint64),
+        ("seeds", POINTER(DLTensor)),
+        ("offsets", POINTER(DLTensor)),
+    ]
+
+
 # Name in the headers/manifest -> ctypes type, for the layout test.
 STRUCTS = {
     "dsk_backend_info": dsk_backend_info,
@@ -314,6 +381,9 @@ STRUCTS = {
     "dsk_rope_config": dsk_rope_config,
     "dsk_moe_gate_config": dsk_moe_gate_config,
     "dsk_moe_expert_weights": dsk_moe_expert_weights,
+    "dsk_sampling_params": dsk_sampling_params,
+    "dsk_sampling_outputs": dsk_sampling_outputs,
+    "dsk_verify_params": dsk_verify_params,
     "DLDeviceType": DLDeviceType,
     "DLDataTypeCode": DLDataTypeCode,
     "DLPackVersion": DLPackVersion,
@@ -517,6 +587,27 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
     "dsk_moe_ep_layout": (
         dsk_status,
         [_ctx, _P(DLTensor), c_int32, c_int32, _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    # dsk_sampling.h (optional tensors are NULL = None)
+    "dsk_sampling_params_init": (dsk_status, [_P(dsk_sampling_params)]),
+    "dsk_sampling_outputs_init": (dsk_status, [_P(dsk_sampling_outputs)]),
+    "dsk_sample": (
+        dsk_status,
+        [_ctx, _P(dsk_sampling_params), _P(DLTensor), _P(dsk_sampling_outputs)],
+    ),
+    "dsk_sampling_logits": (
+        dsk_status,
+        [_ctx, _P(dsk_sampling_params), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_sampling_probs": (
+        dsk_status,
+        [_ctx, _P(dsk_sampling_params), _P(DLTensor), _P(DLTensor), _P(DLTensor)],
+    ),
+    "dsk_verify_params_init": (dsk_status, [_P(dsk_verify_params)]),
+    "dsk_speculative_verify": (
+        dsk_status,
+        [_ctx, _P(dsk_verify_params), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor),
+         _P(DLTensor), _P(DLTensor)],
     ),
 }
 

@@ -165,6 +165,58 @@ c_structs! {
         pub w2_scales: *const DLTensor,
     }
 
+    /// Per-row tensors and token lists are borrowed; NULL where the scalar applies / none given.
+    pub struct dsk_sampling_params {
+        pub struct_size: u32,
+        pub temperature: f32,
+        pub top_k: i32,
+        pub top_p: f32,
+        pub min_p: f32,
+        pub repetition_penalty: f32,
+        pub frequency_penalty: f32,
+        pub presence_penalty: f32,
+        pub seed: u64,
+        pub offset: u64,
+        pub temperatures: *const DLTensor,
+        pub top_ks: *const DLTensor,
+        pub top_ps: *const DLTensor,
+        pub min_ps: *const DLTensor,
+        pub repetition_penalties: *const DLTensor,
+        pub frequency_penalties: *const DLTensor,
+        pub presence_penalties: *const DLTensor,
+        pub seeds: *const DLTensor,
+        pub offsets: *const DLTensor,
+        pub output_offsets: *const DLTensor,
+        pub output_ids: *const DLTensor,
+        pub prompt_offsets: *const DLTensor,
+        pub prompt_ids: *const DLTensor,
+        pub bias_offsets: *const DLTensor,
+        pub bias_ids: *const DLTensor,
+        pub bias_values: *const DLTensor,
+        pub allowed_mask: *const DLTensor,
+    }
+
+    /// Borrowed output tensors; only `ids` is required.
+    pub struct dsk_sampling_outputs {
+        pub struct_size: u32,
+        pub top_source: i32,
+        pub ids: *const DLTensor,
+        pub logprobs: *const DLTensor,
+        pub top_ids: *const DLTensor,
+        pub top_logprobs: *const DLTensor,
+        pub raw_logprobs: *const DLTensor,
+        pub status: *const DLTensor,
+    }
+
+    pub struct dsk_verify_params {
+        pub struct_size: u32,
+        pub mode: i32,
+        pub seed: u64,
+        pub offset: u64,
+        pub seeds: *const DLTensor,
+        pub offsets: *const DLTensor,
+    }
+
     pub struct DLPackVersion {
         pub major: u32,
         pub minor: u32,
@@ -319,6 +371,16 @@ c_constants! {
     DSK_MOE_GROUP_TOP2SUM: i32 = 2;
     DSK_MOE_ROW_NO_FINITE: u32 = 1;
     DSK_MOE_ROW_SHORT: u32 = 2;
+    // dsk_sampling.h
+    DSK_SAMPLE_OK: u8 = 0;
+    DSK_SAMPLE_ALL_MASKED: u8 = 1;
+    DSK_SAMPLE_NONFINITE: u8 = 2;
+    DSK_SAMPLE_INVALID: u8 = 3;
+    DSK_LOGPROBS_PROCESSED: i32 = 0;
+    DSK_LOGPROBS_RAW: i32 = 1;
+    DSK_SAMPLE_MAX_TOP_LOGPROBS: i64 = 64;
+    DSK_VERIFY_SAMPLE: i32 = 0;
+    DSK_VERIFY_GREEDY: i32 = 1;
     // dsk_dlpack.h
     DLPACK_MAJOR_VERSION: u32 = 1;
     DLPACK_MINOR_VERSION: u32 = 1;
@@ -533,4 +595,18 @@ c_functions! {
     pub fn dsk_moe_ep_layout(ctx: *mut dsk_context, ids: *const DLTensor, num_experts: i32, num_ranks: i32,
                              tokens_per_rank: *const DLTensor, tokens_per_expert: *const DLTensor,
                              is_token_in_rank: *const DLTensor) -> dsk_status;
+    // dsk_sampling.h (optional tensors are NULL)
+    pub fn dsk_sampling_params_init(params: *mut dsk_sampling_params) -> dsk_status;
+    pub fn dsk_sampling_outputs_init(outputs: *mut dsk_sampling_outputs) -> dsk_status;
+    pub fn dsk_sample(ctx: *mut dsk_context, params: *const dsk_sampling_params, logits: *const DLTensor,
+                      outputs: *const dsk_sampling_outputs) -> dsk_status;
+    pub fn dsk_sampling_logits(ctx: *mut dsk_context, params: *const dsk_sampling_params, logits: *const DLTensor,
+                               out: *const DLTensor, status: *const DLTensor) -> dsk_status;
+    pub fn dsk_sampling_probs(ctx: *mut dsk_context, params: *const dsk_sampling_params, logits: *const DLTensor,
+                              probs: *const DLTensor, status: *const DLTensor) -> dsk_status;
+    pub fn dsk_verify_params_init(params: *mut dsk_verify_params) -> dsk_status;
+    pub fn dsk_speculative_verify(ctx: *mut dsk_context, params: *const dsk_verify_params,
+                                  draft_ids: *const DLTensor, draft_probs: *const DLTensor,
+                                  target: *const DLTensor, out_ids: *const DLTensor, accepted: *const DLTensor,
+                                  emitted: *const DLTensor) -> dsk_status;
 }

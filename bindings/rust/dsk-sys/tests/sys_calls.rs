@@ -142,3 +142,70 @@ fn moe_init_functions_set_struct_size() {
         dsk_context_destroy(ctx);
     }
 }
+
+#[test]
+fn sampling_init_functions_set_struct_size() {
+    unsafe {
+        let mut p: dsk_sampling_params = std::mem::zeroed();
+        p.top_ps = 1usize as *const DLTensor;
+        assert_eq!(dsk_sampling_params_init(&mut p), DSK_OK);
+        assert_eq!(p.struct_size as usize, std::mem::size_of::<dsk_sampling_params>());
+        assert_eq!((p.temperature, p.top_k, p.top_p, p.min_p), (1.0, 0, 1.0, 0.0));
+        assert_eq!((p.repetition_penalty, p.frequency_penalty, p.presence_penalty), (1.0, 0.0, 0.0));
+        assert_eq!((p.seed, p.offset), (0, 0));
+        assert!(p.top_ps.is_null() && p.allowed_mask.is_null() && p.output_ids.is_null());
+        assert_eq!(dsk_sampling_params_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+
+        let mut o: dsk_sampling_outputs = std::mem::zeroed();
+        o.top_source = 7;
+        assert_eq!(dsk_sampling_outputs_init(&mut o), DSK_OK);
+        assert_eq!(o.struct_size as usize, std::mem::size_of::<dsk_sampling_outputs>());
+        assert_eq!(o.top_source, DSK_LOGPROBS_PROCESSED);
+        assert!(o.ids.is_null() && o.status.is_null());
+        assert_eq!(dsk_sampling_outputs_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+
+        let mut v: dsk_verify_params = std::mem::zeroed();
+        v.mode = 5;
+        assert_eq!(dsk_verify_params_init(&mut v), DSK_OK);
+        assert_eq!(v.struct_size as usize, std::mem::size_of::<dsk_verify_params>());
+        assert_eq!((v.mode, v.seed, v.offset), (DSK_VERIFY_SAMPLE, 0, 0));
+        assert!(v.seeds.is_null() && v.offsets.is_null());
+        assert_eq!(dsk_verify_params_init(std::ptr::null_mut()), DSK_ERR_INVALID_ARGUMENT);
+
+        // Greedy on one row through the raw layer; a too-small struct_size is refused.
+        let mut opts: dsk_context_options = std::mem::zeroed();
+        assert_eq!(dsk_context_options_init(&mut opts), DSK_OK);
+        opts.backend = DSK_BACKEND_CPU;
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(dsk_context_create(&opts, &mut ctx), DSK_OK);
+        let mut logits = [0.5f32, 2.0, -1.0, 2.0];
+        let mut ids = [-1i32; 1];
+        let (mut s_logits, mut s_ids) = ([1i64, 4], [1i64]);
+        let dl_logits = DLTensor {
+            data: logits.as_mut_ptr().cast(),
+            device: DLDevice { device_type: kDLCPU, device_id: 0 },
+            ndim: 2,
+            dtype: DLDataType { code: kDLFloat, bits: 32, lanes: 1 },
+            shape: s_logits.as_mut_ptr(),
+            strides: std::ptr::null_mut(),
+            byte_offset: 0,
+        };
+        let dl_ids = DLTensor {
+            data: ids.as_mut_ptr().cast(),
+            device: DLDevice { device_type: kDLCPU, device_id: 0 },
+            ndim: 1,
+            dtype: DLDataType { code: kDLInt, bits: 32, lanes: 1 },
+            shape: s_ids.as_mut_ptr(),
+            strides: std::ptr::null_mut(),
+            byte_offset: 0,
+        };
+        p.temperature = 0.0;
+        o.ids = &dl_ids;
+        assert_eq!(dsk_sample(ctx, &p, &dl_logits, &o), DSK_OK, "{}", last_error());
+        assert_eq!(ids, [1]); // the tie between ids 1 and 3 goes to the lower one
+        p.struct_size = 4;
+        assert_eq!(dsk_sample(ctx, &p, &dl_logits, &o), DSK_ERR_VERSION_MISMATCH);
+        assert!(last_error().contains("struct_size"), "message: {}", last_error());
+        dsk_context_destroy(ctx);
+    }
+}

@@ -48,6 +48,13 @@
 //! [`MoeExpertWeights`], the layer plan [`MoePlan`] (made by [`Context::moe_plan`], released on
 //! drop), [`moe_dispatch_capacity`] and the `Context::moe_*` methods (gate, router gate, dispatch,
 //! permute, combine, experts, the whole layer, load statistics, bias update, EP layout).
+//!
+//! Token sampling (`dsk_sampling.h`): [`SamplingParams`] (`Default` = plain sampling at
+//! temperature 1; scalars or per-row tensors, [`TokenLists`] for the penalties, [`LogitBias`], the
+//! allowed mask), [`SamplingOutputs`], [`VerifyParams`] and the `Context` methods
+//! [`sample`](Context::sample), [`sample_ids`](Context::sample_ids),
+//! [`sampling_logits`](Context::sampling_logits), [`sampling_probs`](Context::sampling_probs) and
+//! [`speculative_verify`](Context::speculative_verify).
 
 mod backend;
 mod context;
@@ -56,6 +63,7 @@ mod error;
 mod mla;
 mod moe;
 mod ops;
+mod sampling;
 mod tensor;
 
 pub use backend::{backend_info, backends, device_props, devices, Backend, BackendInfo, Device, DeviceProps};
@@ -66,6 +74,8 @@ pub use mla::{mla_softmax_scale, MlaDecodePlan};
 pub use moe::{moe_dispatch_capacity, MoeExpertWeights, MoeGateConfig, MoeGroupRule, MoePlan, MoeScoreFunc,
               MOE_ROW_NO_FINITE, MOE_ROW_SHORT};
 pub use ops::{fp8_blocks, Fp8Kernel, GemmOptions, RopeConfig, RopeLayout};
+pub use sampling::{LogitBias, LogprobsSource, SamplingOutputs, SamplingParams, TokenLists, VerifyMode, VerifyParams,
+                   SAMPLE_ALL_MASKED, SAMPLE_INVALID, SAMPLE_MAX_TOP_LOGPROBS, SAMPLE_NONFINITE, SAMPLE_OK};
 pub use tensor::{validate, AsDLTensor, ManagedTensor, ManagedTensorLegacy, Tensor, TensorMut, TensorRef, Writable};
 
 /// The raw layer, for what this crate does not wrap.
