@@ -69,13 +69,29 @@ int32_t row_argmax(const float* row, int64_t vocab) {
   return static_cast<int32_t>(id);
 }
 
-// A weight r below race_floor(best) cannot reach the race score `best`: its log is below
-// best - kGumbelUpper - 0.01 + (det_exp's 1 ulp, in log terms 1e-7), det_log(r) errs by at most
-// 2 ulp of |log r| <= 104 (2e-5), so fl(det_log(r) + kGumbelUpper) < best. The test costs one
-// comparison where det_log and Philox would run for every token of a probability row. The result
-// is the unpruned race's, since a skipped token could not have won or tied.
-float race_floor(float best) {
-  return det_exp((StrictF32{best} - StrictF32{kGumbelUpper} - StrictF32{0.01f}).v);
+// A weight r below race_floor(best, g_max) cannot reach the race score `best` with noise at most
+// g_max: its log is below best - g_max - 0.01 + (det_exp's 1 ulp, in log terms 1e-7, and the
+// roundings of the subtractions, below 1e-5), det_log(r) errs by at most 2 ulp of |log r| <= 104
+// (2e-5), so fl(det_log(r) + g) <= fl(det_log(r) + g_max) < best. (An argument past det_exp's
+// range gives +inf: then every finite r is below the real bound too.) A skipped token could not
+// have won or tied, so the race's result is the unpruned one.
+float race_floor(float best, float g_max) {
+  return det_exp((StrictF32{best} - StrictF32{g_max} - StrictF32{0.01f}).v);
+}
+
+// The largest Gumbel noise of a Philox word in each of the 32 buckets of its top 5 bits:
+// sample_gumbel depends on word >> 9 and never decreases with it (checked over all 2^23 values in
+// tests/core/test_sampling_math.cpp), so the bucket's last word bounds it.
+struct NoiseBounds {
+  float g[32];
+  NoiseBounds() {
+    for (uint32_t bkt = 0; bkt < 32; ++bkt) g[bkt] = sample_gumbel(((bkt + 1u) << 27) - 1u);
+  }
+};
+
+const NoiseBounds& noise_bounds() {
+  static const NoiseBounds bounds;
+  return bounds;
 }
 
 }  // namespace
@@ -133,24 +149,37 @@ dsk_status speculative_verify(const dsk_exec* /*ex*/, const dsk_verify_args* a) 
             const uint64_t offset = has_offsets ? u64_at(ol, b) : a->offset_value;
             // A sample from weights w[0 .. vocab) (w_j > 0 counts) at offset + i: the largest
             // log(w_j) + g_j.
+            // Tokens are skipped in two steps: below the floor for the largest noise of any word
+            // (no Philox needed), then below the floor for the largest noise of their word's
+            // bucket, so logs run only for the few tokens that can still win.
+            const NoiseBounds& nb = noise_bounds();
             auto race = [&](int64_t i, const float* w, bool& found) {
               const uint64_t off = offset + static_cast<uint64_t>(i);
               float best = 0.0f;
-              float floor = 0.0f;  // weights below it cannot win (see race_floor)
+              float floor = 0.0f;      // weights below it cannot win with any noise
+              float bucket_floor[32];  // ... with the noise of a word of that bucket
               int64_t id = 0;
+              int64_t ph_block = -1;
+              Philox4 ph{};
               found = false;
               for (int64_t j = 0; j < vocab; ++j) {
                 const float r = w[j];
                 if (!(r > 0.0f) || r < floor) continue;
-                const float lr = det_log(r);
-                if (found && sample_score(lr, kGumbelUpper) < best) continue;
-                const float s =
-                    verify_score(r, sample_gumbel_at(seed, off, static_cast<uint32_t>(j)));
+                if ((j >> 2) != ph_block) {
+                  ph_block = j >> 2;
+                  ph = sample_philox(seed, off, kSampleStreamGumbel,
+                                     static_cast<uint32_t>(ph_block));
+                }
+                const uint32_t word = ph.v[j & 3];
+                if (found && r < bucket_floor[word >> 27]) continue;
+                const float s = verify_score(r, sample_gumbel(word));
                 if (!found || s > best) {  // j ascending: ties keep the lower id
                   best = s;
                   id = j;
                   found = true;
-                  floor = race_floor(best);
+                  floor = race_floor(best, kGumbelUpper);
+                  for (int bkt = 0; bkt < 32; ++bkt)
+                    bucket_floor[bkt] = race_floor(best, nb.g[bkt]);
                 }
               }
               return static_cast<int32_t>(id);
