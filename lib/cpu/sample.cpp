@@ -29,6 +29,7 @@ namespace {
 
 using sampling::Cand;
 using sampling::DenseRow;
+using sampling::RowIds;
 using sampling::RowLists;
 using sampling::RowNeeds;
 using sampling::RowParams;
@@ -161,29 +162,24 @@ struct Call {
     return p;
   }
 
+  static RowIds row_ids(const Csr& c, int64_t b) {
+    RowIds r;
+    if (!c.offs) return r;
+    const int64_t o = c.offs.index(b);
+    r.dtype = c.ids.dtype;
+    r.data = c.ids.data + o * c.ids.step;
+    r.step = c.ids.step;
+    r.n = c.offs.index(b + 1) - o;
+    return r;
+  }
+
   RowLists lists(int64_t b) const {
     RowLists l;
-    if (out.offs) {
-      const int64_t o = out.offs.index(b);
-      l.id_dtype_out = out.ids.dtype;
-      l.out_ids = out.ids.data + o * out.ids.step;
-      l.out_step = out.ids.step;
-      l.out_n = out.offs.index(b + 1) - o;
-    }
-    if (prompt.offs) {
-      const int64_t o = prompt.offs.index(b);
-      l.id_dtype_prompt = prompt.ids.dtype;
-      l.prompt_ids = prompt.ids.data + o * prompt.ids.step;
-      l.prompt_step = prompt.ids.step;
-      l.prompt_n = prompt.offs.index(b + 1) - o;
-    }
+    l.out = row_ids(out, b);
+    l.prompt = row_ids(prompt, b);
+    l.bias = row_ids(bias, b);
     if (bias.offs) {
-      const int64_t o = bias.offs.index(b);
-      l.id_dtype_bias = bias.ids.dtype;
-      l.bias_ids = bias.ids.data + o * bias.ids.step;
-      l.bias_step = bias.ids.step;
-      l.bias_n = bias.offs.index(b + 1) - o;
-      l.bias_values = bias.values.data + o * bias.values.step;
+      l.bias_values = bias.values.data + bias.offs.index(b) * bias.values.step;
       l.bias_value_step = bias.values.step;
     }
     if (mask) {

@@ -26,6 +26,11 @@ inline bool allowed_bit(const uint32_t* mask, int64_t j) {
   return mask == nullptr || ((mask[j >> 5] >> (j & 31)) & 1u) != 0;
 }
 
+// Id i of a row's token list.
+inline int64_t id_at(const RowIds& r, int64_t i) {
+  return load_index(r.dtype, r.data + i * r.step);
+}
+
 inline bool is_nan(float x) { return (f32_bits(x) & 0x7FFFFFFFu) > 0x7F800000u; }
 
 struct LoadGeneric {
@@ -295,7 +300,7 @@ void run_row(const DenseRow& dense_in, const RowParams& p, const RowLists& lists
 
   // Special tokens: mask, bias in list order, penalties, temperature.
   s.special.clear();
-  const bool any_list = lists.bias_n > 0 || lists.out_n > 0 || lists.prompt_n > 0;
+  const bool any_list = lists.bias.n > 0 || lists.out.n > 0 || lists.prompt.n > 0;
   if (any_list) {
     if (static_cast<int64_t>(s.slot.size()) < vocab) s.slot.resize(static_cast<size_t>(vocab), -1);
     s.value.clear();
@@ -313,20 +318,19 @@ void run_row(const DenseRow& dense_in, const RowParams& p, const RowLists& lists
       }
       return static_cast<size_t>(sl);
     };
-    for (int64_t i = 0; i < lists.bias_n; ++i) {
-      const size_t k = touch(load_index(lists.id_dtype_bias, lists.bias_ids + i * lists.bias_step));
+    for (int64_t i = 0; i < lists.bias.n; ++i) {
+      const size_t k = touch(id_at(lists.bias, i));
       float b;
       std::memcpy(&b, lists.bias_values + i * lists.bias_value_step, 4);
       s.value[k] = sample_add_bias(s.value[k], b);
     }
-    for (int64_t i = 0; i < lists.out_n; ++i) {
-      const size_t k = touch(load_index(lists.id_dtype_out, lists.out_ids + i * lists.out_step));
+    for (int64_t i = 0; i < lists.out.n; ++i) {
+      const size_t k = touch(id_at(lists.out, i));
       if (s.count[k] < std::numeric_limits<int32_t>::max()) ++s.count[k];
       s.seen[k] = 1;
     }
-    for (int64_t i = 0; i < lists.prompt_n; ++i) {
-      const size_t k =
-          touch(load_index(lists.id_dtype_prompt, lists.prompt_ids + i * lists.prompt_step));
+    for (int64_t i = 0; i < lists.prompt.n; ++i) {
+      const size_t k = touch(id_at(lists.prompt, i));
       s.seen[k] = 1;
     }
     for (size_t k = 0; k < s.special.size(); ++k) {

@@ -144,16 +144,18 @@ struct RowParams {
   uint64_t offset;
 };
 
+// One row's slice of a token-id list: n ids (int32 or int64 per dtype), id i at data + i * step.
+struct RowIds {
+  int32_t dtype = 0;
+  const char* data = nullptr;
+  int64_t step = 0;
+  int64_t n = 0;
+};
+
 // The token lists of one row (ids already validated).
 struct RowLists {
-  int32_t id_dtype_out = 0, id_dtype_prompt = 0, id_dtype_bias = 0;
-  const char* out_ids = nullptr;  // element i at out_ids + i * out_step
-  int64_t out_step = 0, out_n = 0;
-  const char* prompt_ids = nullptr;
-  int64_t prompt_step = 0, prompt_n = 0;
-  const char* bias_ids = nullptr;
-  int64_t bias_step = 0, bias_n = 0;
-  const char* bias_values = nullptr;  // f32
+  RowIds out, prompt, bias;           // output ids, prompt ids, bias ids
+  const char* bias_values = nullptr;  // f32, value i beside bias id i
   int64_t bias_value_step = 0;
   const char* mask = nullptr;  // int32 words, step mask_step bytes; NULL = all allowed
   int64_t mask_step = 0;

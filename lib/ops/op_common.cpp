@@ -73,9 +73,13 @@ Arg optional_output(const DLTensor* t, const char* name) {
   return t == nullptr ? absent(name) : output(t, name);
 }
 
-Target target(const dsk_context& ctx, std::initializer_list<const Arg*> args) {
+namespace {
+
+// Every present argument on one device; the backend, device and stream of the first.
+Target target_of(const dsk_context& ctx, const Arg* const* args, size_t count) {
   const Arg* first = nullptr;
-  for (const Arg* a : args) {
+  for (size_t i = 0; i < count; ++i) {
+    const Arg* a = args[i];
     if (!a->present) continue;
     if (first == nullptr) {
       first = a;
@@ -98,6 +102,16 @@ Target target(const dsk_context& ctx, std::initializer_list<const Arg*> args) {
     t.exec.workspace_bytes = ctx.workspace_bytes;
   }
   return t;
+}
+
+}  // namespace
+
+Target target(const dsk_context& ctx, std::initializer_list<const Arg*> args) {
+  return target_of(ctx, args.begin(), args.size());
+}
+
+Target target(const dsk_context& ctx, const std::vector<const Arg*>& args) {
+  return target_of(ctx, args.data(), args.size());
 }
 
 void call(const Target& t, dsk_status status, const char* op) {

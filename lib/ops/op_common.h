@@ -8,6 +8,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -38,6 +39,8 @@ struct Target {
   dsk_exec exec{};
 };
 Target target(const dsk_context& ctx, std::initializer_list<const Arg*> args);
+// The same for a list built at run time (ops with many optional arguments).
+Target target(const dsk_context& ctx, const std::vector<const Arg*>& args);
 
 // The backend's entry `fn` for op `op`, or DSK_ERR_UNSUPPORTED when the backend lacks it.
 template <typename Fn>

@@ -203,24 +203,6 @@ Arg row_output(const DLTensor* t, const char* name, int32_t dtype, int64_t rows,
   return a;
 }
 
-// The backend that owns every present argument.
-Target sampling_target(const dsk_context& ctx, const std::vector<const Arg*>& args) {
-  // target() takes a fixed list: pass the args in groups that share the first present one.
-  const Arg* first = nullptr;
-  for (const Arg* a : args) {
-    if (a->present) {
-      first = a;
-      break;
-    }
-  }
-  if (first == nullptr) return target(ctx, {});
-  Target t = target(ctx, {first});
-  for (const Arg* a : args) {
-    if (a->present && a != first) (void)target(ctx, {first, a});
-  }
-  return t;
-}
-
 }  // namespace
 
 void sampling_params_init(dsk_sampling_params* params) {
@@ -281,7 +263,7 @@ void sample(dsk_context& ctx, const dsk_sampling_params& params, const DLTensor*
   check_outputs_apart(outs, ins);
   std::vector<const Arg*> every = ins;
   every.insert(every.end(), outs.begin(), outs.end());
-  const Target t = sampling_target(ctx, every);
+  const Target t = target(ctx, every);
   if (b == 0) return;
   InputViews iv;
   dsk_sampling_args a;
@@ -322,7 +304,7 @@ void sampling_transform(dsk_context& ctx, const dsk_sampling_params& params,
   std::vector<const Arg*> every = ins;
   every.push_back(&out);
   every.push_back(&status);
-  const Target t = sampling_target(ctx, every);
+  const Target t = target(ctx, every);
   if (b == 0) return;
   InputViews iv;
   dsk_sampling_args a;
@@ -372,7 +354,7 @@ void speculative_verify(dsk_context& ctx, const dsk_verify_params& params,
   check_outputs_apart(outs, ins);
   std::vector<const Arg*> every = ins;
   every.insert(every.end(), outs.begin(), outs.end());
-  const Target t = sampling_target(ctx, every);
+  const Target t = target(ctx, every);
   if (b == 0) return;
   View dv, qv, tv, sv, ofv, ov, av, ev;
   as_is(draft_ids, dv);
