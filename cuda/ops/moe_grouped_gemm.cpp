@@ -77,17 +77,62 @@ void transposed_matrix(const TensorInfo& src, const DLTensor* dl, int64_t g, Vie
   v->t.strides = v->strides;
 }
 
-// The libdsk fallback: one GEMM per non-empty group.
+// w[g] converted to x's dtype in `buf` (dense [N, K]), returned as [K, N] like transposed_matrix.
+dsk_status widened_matrix(const dsk_exec* ex, const TensorInfo& wi, const DLTensor* w, int64_t g,
+                          const DLTensor* x, char* buf, View2* v) {
+  View2 src;
+  src.t = *w;
+  src.shape[0] = wi.shape[1];
+  src.shape[1] = wi.shape[2];
+  src.strides[0] = wi.strides[1];
+  src.strides[1] = wi.strides[2];
+  src.t.data = wi.data + g * wi.strides[0] * wi.elem_size;
+  src.t.byte_offset = 0;
+  src.t.ndim = 2;
+  src.t.shape = src.shape;
+  src.t.strides = src.strides;
+  View2 dst = src;
+  dst.t.dtype = x->dtype;
+  dst.strides[0] = wi.shape[2];
+  dst.strides[1] = 1;
+  dst.t.data = buf;
+  dst.t.shape = dst.shape;
+  dst.t.strides = dst.strides;
+  DSK_RETURN_IF_FAILED(copy(ex->device, &src.t, &dst.t, ex->stream));
+  *v = dst;
+  v->shape[0] = wi.shape[2];
+  v->shape[1] = wi.shape[1];
+  v->strides[0] = 1;
+  v->strides[1] = wi.shape[2];
+  v->t.shape = v->shape;
+  v->t.strides = v->strides;
+  return DSK_OK;
+}
+
+// The libdsk fallback: one GEMM per non-empty group. cuBLASLt takes one dtype for A and B, so
+// weights of another dtype than x (bf16 weights against the f32 intermediates of an f32 y) are
+// converted to x's dtype one expert at a time, exactly as the CPU widens them, into one
+// stream-ordered temporary that every group reuses in stream order.
 dsk_status group_loop(const dsk_exec* ex, const TensorInfo& xi, const DLTensor* x,
                       const TensorInfo& wi, const DLTensor* w, const TensorInfo& yi,
                       const DLTensor* y, const int64_t* offsets) {
   const int64_t groups = wi.shape[0];
+  const bool widen = wi.dtype_id != xi.dtype_id;
+  StreamTemp wide(static_cast<cudaStream_t>(ex->stream));
+  if (widen) {
+    DSK_RETURN_IF_FAILED(
+        wide.alloc(static_cast<size_t>(wi.shape[1] * wi.shape[2] * xi.elem_size)));
+  }
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t rows = offsets[g + 1] - offsets[g];
     if (rows <= 0) continue;
     View2 a, b, d;
     rows_of(xi, x, offsets[g], rows, &a);
-    transposed_matrix(wi, w, g, &b);
+    if (widen) {
+      DSK_RETURN_IF_FAILED(widened_matrix(ex, wi, w, g, x, wide.get(), &b));
+    } else {
+      transposed_matrix(wi, w, g, &b);
+    }
     rows_of(yi, y, offsets[g], rows, &d);
     DSK_RETURN_IF_FAILED(gemm(ex, &a.t, &b.t, nullptr, nullptr, &d.t, 1.0f, 0.0f));
   }
@@ -324,8 +369,10 @@ dsk_status moe_grouped_gemm(const dsk_exec* ex, const DLTensor* x, const DLTenso
   DSK_RETURN_IF_FAILED(guard.set(ex->device));
 #if DSK_HAVE_GROUPED_GEMM
   const int32_t dtype = xi.dtype_id;
-  const bool types_ok = yi.dtype_id == dtype && (dtype == DSK_DTYPE_BF16 ||
-                                                 dtype == DSK_DTYPE_F16 || dtype == DSK_DTYPE_F32);
+  // One cudaDataType_t names A, B and C alike: x, w and y must share it.
+  const bool types_ok =
+      yi.dtype_id == dtype && wi.dtype_id == dtype &&
+      (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_F16 || dtype == DSK_DTYPE_F32);
   if (busy >= 2 && k > 0 && types_ok) {
     try {
       GroupedCall call;

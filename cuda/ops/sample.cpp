@@ -1,8 +1,9 @@
 // The sampling entries of the CUDA backend (kernels in sample_kernels.cu). Per-row parameters and
 // token lists stay on the device: a bad value marks its row DSK_SAMPLE_INVALID (list offsets out of
 // order anywhere: every row) and is reported by the next synchronize (cuda/deferred_error.h).
-// Scratch (the listed-token tables) comes from the context's workspace when it is large enough,
-// else stream-ordered memory; nothing synchronizes, so the calls can be captured in a CUDA graph.
+// Scratch (the listed-token tables, pass A partials) comes from the context's workspace when it is
+// large enough, else stream-ordered memory; nothing synchronizes, so the calls can be captured in a
+// CUDA graph.
 #include <stdint.h>
 
 #include "cuda/deferred_error.h"
@@ -139,6 +140,7 @@ dsk_status run(const dsk_exec* ex, const dsk_sampling_args* a, const DLTensor* o
   if (any_per_row(a)) DSK_RETURN_IF_FAILED(deferred_error_record(ex->device, &s.record));
   const auto stream = static_cast<cudaStream_t>(ex->stream);
   StreamTemp temp(stream);
+  sample_plan_splits(&s);
   const size_t bytes = sample_scratch_bytes(s);
   if (bytes > 0) {
     const auto base = reinterpret_cast<uintptr_t>(ex->workspace);

@@ -1,6 +1,8 @@
 // Token sampling kernels (dsk_sampling.h): one block per row, every step of the chain over the
 // whole row, every float through common/sampling_math.h, so the ids, logprobs and probabilities
-// equal the CPU reference bit for bit.
+// equal the CPU reference bit for bit. Pass A may run split over several blocks per row first
+// (sample_pass_a_kernel, small batches without token lists): its results are maxima, sums and ORs,
+// which merge exactly in any order.
 //
 // The row's processed logit z_j is recomputed from the logits wherever a pass needs it (x, the
 // mask bit, and for listed tokens a record found through a per-row bitmap, see build_specials).
@@ -189,14 +191,20 @@ __device__ float z_at(const Row& r, int64_t j) {
   return sample_temper(x, r.temperature);
 }
 
-// Calls f(j) for every token, each thread taking runs of 4 consecutive tokens (one Philox block).
+// Calls f(j) for every token of [begin, end) (begin a multiple of 4), each thread taking runs of 4
+// consecutive tokens (one Philox block).
+template <typename F>
+__device__ __forceinline__ void for_tokens_in(int64_t begin, int64_t end, F&& f) {
+  for (int64_t g = begin / 4 + threadIdx.x; g * 4 < end; g += kThreads) {
+    const int64_t j0 = g * 4;
+    const int64_t stop = j0 + 4 < end ? j0 + 4 : end;
+    for (int64_t j = j0; j < stop; ++j) f(j);
+  }
+}
+
 template <typename F>
 __device__ __forceinline__ void for_tokens(int64_t vocab, F&& f) {
-  for (int64_t g = threadIdx.x; g * 4 < vocab; g += kThreads) {
-    const int64_t j0 = g * 4;
-    const int64_t end = j0 + 4 < vocab ? j0 + 4 : vocab;
-    for (int64_t j = j0; j < end; ++j) f(j);
-  }
+  for_tokens_in(0, vocab, static_cast<F&&>(f));
 }
 
 // A token source for the selections: value(j, &v) is true when token j takes part (v its value).
@@ -359,9 +367,9 @@ struct ListRange {
   int64_t end[kSampleListCount];
 };
 
-// Loads row b's parameters into r; false (and one deferred report by thread 0) when one is out of
-// range. Also the lists' ranges (empty for an absent list).
-__device__ bool load_row(const SampleLaunch& a, int64_t b, Row* r, ListRange* lr) {
+// Loads row b's parameters into r; false (and, with `report`, one deferred report by thread 0)
+// when one is out of range. Also the lists' ranges (empty for an absent list).
+__device__ bool load_row(const SampleLaunch& a, int64_t b, Row* r, ListRange* lr, bool report_bad) {
   r->x = a.logits + b * a.ls0 * dtype_id_size(a.dtype_id);
   r->xs = a.ls1;
   r->vocab = a.vocab;
@@ -392,7 +400,7 @@ __device__ bool load_row(const SampleLaunch& a, int64_t b, Row* r, ListRange* lr
   r->shift = sample_weight_shift(a.vocab);
   r->m = 0.0f;
 
-  const bool report = threadIdx.x == 0 && a.record != nullptr;
+  const bool report = report_bad && threadIdx.x == 0 && a.record != nullptr;
   const float fv[] = {r->temperature, 0.0f,         r->top_p,   r->min_p,
                       r->repetition,  r->frequency, r->presence};
   for (int32_t id = kSampleParamTemperature; id <= kSampleParamPresence; ++id) {
@@ -594,13 +602,103 @@ __global__ void __launch_bounds__(kThreads) csr_check_kernel(SampleLaunch a) {
   }
 }
 
+// Whether the raw distribution is wanted (raw logprobs or raw top lists).
+__device__ __forceinline__ bool wants_raw(const SampleLaunch& a) {
+  return a.mode == kSampleModeSample &&
+         (a.raw_logprobs.data != nullptr || (a.n_top > 0 && a.top_raw != 0));
+}
+
+// Whether the Gumbel race runs in pass A: a random row with no filter (no kept set to find first).
+__device__ __forceinline__ bool races_in_a(const SampleLaunch& a, const Row& r) {
+  const bool topk_maybe = r.top_k > 0 && static_cast<int64_t>(r.top_k) < r.vocab;
+  const bool filters = topk_maybe || r.top_p < 1.0f || r.min_p > 0.0f;
+  return a.mode == kSampleModeSample && r.temperature > 0.0f && !filters;
+}
+
+struct PassAPlan {
+  bool race;  // run the Gumbel race
+  bool raw;   // also the raw logits' max, count and status
+};
+
+// Counts logit v of token j into a (bad flag, finite count, best (key, id)) tally; true when v is
+// finite.
+__device__ __forceinline__ bool tally(float v, int64_t j, unsigned& bad, unsigned long long& n,
+                                      unsigned long long& best) {
+  if (sample_bad_logit(v)) bad = 1u;
+  if (!sample_finite(v)) return false;
+  ++n;
+  const unsigned long long p = pack(sample_key(v), static_cast<uint32_t>(j));
+  best = p > best ? p : best;
+  return true;
+}
+
+// This thread's share of pass A over tokens [begin, end) (begin a multiple of 4); the block's
+// result is the max / sum / OR of every thread's.
+template <int32_t ID>
+__device__ SamplePassA pass_a(const Row& r, PassAPlan plan, int64_t begin, int64_t end) {
+  SamplePassA pa{};
+  float race_top = -kInf;  // this thread's best score (prune bound)
+  Philox4 ph{};
+  int64_t ph_block = -1;
+  for_tokens_in(begin, end, [&](int64_t j) {
+    const float z = z_at<ID>(r, j);
+    if (tally(z, j, pa.bad, pa.nfinite, pa.best_z) && plan.race) {
+      race_token(r.seed, r.offset, z, j, ph_block, ph, pa.best_race, race_top);
+    }
+    if (plan.raw) tally(raw_at<ID>(r, j), j, pa.raw_bad, pa.raw_nfinite, pa.best_x);
+  });
+  return pa;
+}
+
+// This thread's merge of row b's split pass A results (partials s = threadIdx.x, + kThreads, ...).
+__device__ SamplePassA merge_partials(const SampleLaunch& a, int64_t b) {
+  SamplePassA m{};
+  for (int32_t s = static_cast<int32_t>(threadIdx.x); s < a.splits; s += kThreads) {
+    const SamplePassA p = a.partials[b * a.splits + s];
+    m.best_z = p.best_z > m.best_z ? p.best_z : m.best_z;
+    m.best_x = p.best_x > m.best_x ? p.best_x : m.best_x;
+    m.best_race = p.best_race > m.best_race ? p.best_race : m.best_race;
+    m.nfinite += p.nfinite;
+    m.raw_nfinite += p.raw_nfinite;
+    m.bad |= p.bad;
+    m.raw_bad |= p.raw_bad;
+  }
+  return m;
+}
+
+// Pass A of row blockIdx.y over slice blockIdx.x, into a.partials. A row with bad parameters
+// writes nothing: sample_kernel finds them again, reports them and never reads its partials.
+template <int32_t ID>
+__global__ void __launch_bounds__(kThreads) sample_pass_a_kernel(SampleLaunch a) {
+  __shared__ Shared sh;
+  const int64_t b = blockIdx.y;
+  Row r;
+  ListRange lr;
+  if (!load_row(a, b, &r, &lr, false)) return;
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * a.split_len;
+  const int64_t end = begin + a.split_len < r.vocab ? begin + a.split_len : r.vocab;
+  const PassAPlan plan{races_in_a(a, r), wants_raw(a)};
+  const SamplePassA pa = pass_a<ID>(r, plan, begin, end);
+  SamplePassA out{};
+  out.best_z = block_max(sh, pa.best_z);
+  out.nfinite = block_sum(sh, pa.nfinite);
+  out.bad = block_max(sh, pa.bad) != 0 ? 1u : 0u;
+  if (plan.race) out.best_race = block_max(sh, pa.best_race);
+  if (plan.raw) {
+    out.best_x = block_max(sh, pa.best_x);
+    out.raw_nfinite = block_sum(sh, pa.raw_nfinite);
+    out.raw_bad = block_max(sh, pa.raw_bad) != 0 ? 1u : 0u;
+  }
+  if (threadIdx.x == 0) a.partials[b * a.splits + blockIdx.x] = out;
+}
+
 template <int32_t ID>
 __global__ void __launch_bounds__(kThreads) sample_kernel(SampleLaunch a) {
   __shared__ Shared sh;
   const int64_t b = blockIdx.x;
   Row r;
   ListRange lr;
-  bool valid = load_row(a, b, &r, &lr);
+  bool valid = load_row(a, b, &r, &lr, true);
   if (valid) valid = check_ids(sh, a, b, lr);
   if (!valid) {
     write_failed_row(a, b, DSK_SAMPLE_INVALID);
@@ -614,52 +712,28 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleLaunch a) {
 
   const bool sampling = a.mode == kSampleModeSample;
   const bool greedy = !(r.temperature > 0.0f);
-  const bool want_raw =
-      sampling && (a.raw_logprobs.data != nullptr || (a.n_top > 0 && a.top_raw != 0));
+  const bool want_raw = wants_raw(a);
   const bool want_mass = !sampling || a.logprobs.data != nullptr || (a.n_top > 0 && a.top_raw == 0);
   const bool topk_maybe = r.top_k > 0 && static_cast<int64_t>(r.top_k) < r.vocab;
   const bool filters = topk_maybe || r.top_p < 1.0f || r.min_p > 0.0f;
-  const bool race_in_a = sampling && !greedy && !filters;
+  const bool race_in_a = races_in_a(a, r);
   // The kept set matters for transforms, logprobs and random rows with filters (a greedy row's id
   // is the first token of every kept set).
   const bool need_kept = !sampling || want_mass || (!greedy && filters);
 
   // ---- Pass A.
-  unsigned long long best_z = 0, best_x = 0, best_race = 0;
-  unsigned long long nfinite = 0, raw_nfinite = 0;
-  bool bad = false, raw_bad = false;
-  float race_top = -kInf;  // this thread's best score (prune bound)
-  {
-    Philox4 ph{};
-    int64_t ph_block = -1;
-    for_tokens(r.vocab, [&](int64_t j) {
-      const float z = z_at<ID>(r, j);
-      bad = bad || sample_bad_logit(z);
-      if (sample_finite(z)) {
-        ++nfinite;
-        const unsigned long long p = pack(sample_key(z), static_cast<uint32_t>(j));
-        best_z = p > best_z ? p : best_z;
-        if (race_in_a) race_token(r.seed, r.offset, z, j, ph_block, ph, best_race, race_top);
-      }
-      if (want_raw) {
-        const float x = raw_at<ID>(r, j);
-        raw_bad = raw_bad || sample_bad_logit(x);
-        if (sample_finite(x)) {
-          ++raw_nfinite;
-          const unsigned long long p = pack(sample_key(x), static_cast<uint32_t>(j));
-          best_x = p > best_x ? p : best_x;
-        }
-      }
-    });
-  }
-  best_z = block_max(sh, best_z);
-  nfinite = block_sum(sh, nfinite);
-  bad = block_max(sh, bad ? 1ull : 0ull) != 0;
-  if (race_in_a) best_race = block_max(sh, best_race);
+  const PassAPlan plan{race_in_a, want_raw};
+  SamplePassA pa = a.partials != nullptr ? merge_partials(a, b) : pass_a<ID>(r, plan, 0, r.vocab);
+  unsigned long long best_z = block_max(sh, pa.best_z);
+  const unsigned long long nfinite = block_sum(sh, pa.nfinite);
+  const bool bad = block_max(sh, pa.bad) != 0;
+  unsigned long long best_race = 0, best_x = 0, raw_nfinite = 0;
+  bool raw_bad = false;
+  if (race_in_a) best_race = block_max(sh, pa.best_race);
   if (want_raw) {
-    best_x = block_max(sh, best_x);
-    raw_nfinite = block_sum(sh, raw_nfinite);
-    raw_bad = block_max(sh, raw_bad ? 1ull : 0ull) != 0;
+    best_x = block_max(sh, pa.best_x);
+    raw_nfinite = block_sum(sh, pa.raw_nfinite);
+    raw_bad = block_max(sh, pa.raw_bad) != 0;
   }
   if (bad || nfinite == 0) {
     write_failed_row(a, b, bad ? DSK_SAMPLE_NONFINITE : DSK_SAMPLE_ALL_MASKED);
@@ -784,34 +858,80 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleLaunch a) {
 
 size_t align256(size_t n) { return (n + 255u) / 256u * 256u; }
 
-}  // namespace
-
-size_t sample_scratch_bytes(const SampleLaunch& a) noexcept {
-  int64_t entries = 0;
-  bool any = false;
+bool has_lists(const SampleLaunch& a) {
   for (const SampleList& l : a.lists) {
-    if (l.offs == nullptr) continue;
-    any = true;
-    entries += l.n;
+    if (l.offs != nullptr) return true;
   }
-  if (!any || a.rows == 0) return 0;
+  return false;
+}
+
+// Bytes of the listed-token tables (0 without lists).
+size_t list_scratch_bytes(const SampleLaunch& a) {
+  if (!has_lists(a) || a.rows == 0) return 0;
+  int64_t entries = 0;
+  for (const SampleList& l : a.lists) entries += l.offs != nullptr ? l.n : 0;
   const auto words = static_cast<size_t>((a.vocab + 31) / 32) * static_cast<size_t>(a.rows);
   return 2 * align256(words * sizeof(uint32_t)) +
          align256(static_cast<size_t>(entries) * sizeof(SampleSpecial)) +
          align256(kSampleListCount * sizeof(int32_t));
 }
 
-void sample_set_scratch(SampleLaunch* a, char* scratch) noexcept {
-  const auto words = static_cast<size_t>((a->vocab + 31) / 32) * static_cast<size_t>(a->rows);
-  a->bitmap = reinterpret_cast<uint32_t*>(scratch);
-  a->prefix = reinterpret_cast<uint32_t*>(scratch + align256(words * sizeof(uint32_t)));
-  a->table = reinterpret_cast<SampleSpecial*>(scratch + 2 * align256(words * sizeof(uint32_t)));
-  int64_t entries = 0;
-  for (const SampleList& l : a->lists) entries += l.offs != nullptr ? l.n : 0;
-  a->list_ok =
-      reinterpret_cast<int32_t*>(scratch + 2 * align256(words * sizeof(uint32_t)) +
-                                 align256(static_cast<size_t>(entries) * sizeof(SampleSpecial)));
+size_t partials_bytes(const SampleLaunch& a) {
+  if (a.splits <= 1 || a.rows == 0) return 0;
+  return align256(static_cast<size_t>(a.rows) * static_cast<size_t>(a.splits) *
+                  sizeof(SamplePassA));
 }
+
+}  // namespace
+
+void sample_plan_splits(SampleLaunch* a) noexcept {
+  a->splits = 1;
+  a->split_len = a->vocab;
+  // Token lists need the row's listed-token table (built by the row's own block) before pass A; a
+  // batch that fills the GPU gains nothing (and gridDim.y caps the rows).
+  if (has_lists(*a) || a->rows <= 0 || a->rows >= kSampleSplitBlocks) return;
+  const int64_t by_batch = (kSampleSplitBlocks + a->rows - 1) / a->rows;
+  const int64_t by_len = a->vocab / kSampleSplitMinLen;
+  const int64_t want = by_batch < by_len ? by_batch : by_len;
+  if (want <= 1) return;
+  const int64_t len = ((a->vocab + want - 1) / want + 3) / 4 * 4;
+  a->split_len = len;
+  a->splits = static_cast<int32_t>((a->vocab + len - 1) / len);
+}
+
+size_t sample_scratch_bytes(const SampleLaunch& a) noexcept {
+  return list_scratch_bytes(a) + partials_bytes(a);
+}
+
+void sample_set_scratch(SampleLaunch* a, char* scratch) noexcept {
+  if (list_scratch_bytes(*a) > 0) {
+    const auto words = static_cast<size_t>((a->vocab + 31) / 32) * static_cast<size_t>(a->rows);
+    a->bitmap = reinterpret_cast<uint32_t*>(scratch);
+    a->prefix = reinterpret_cast<uint32_t*>(scratch + align256(words * sizeof(uint32_t)));
+    a->table = reinterpret_cast<SampleSpecial*>(scratch + 2 * align256(words * sizeof(uint32_t)));
+    int64_t entries = 0;
+    for (const SampleList& l : a->lists) entries += l.offs != nullptr ? l.n : 0;
+    a->list_ok =
+        reinterpret_cast<int32_t*>(scratch + 2 * align256(words * sizeof(uint32_t)) +
+                                   align256(static_cast<size_t>(entries) * sizeof(SampleSpecial)));
+  }
+  if (partials_bytes(*a) > 0) {
+    a->partials = reinterpret_cast<SamplePassA*>(scratch + list_scratch_bytes(*a));
+  }
+}
+
+namespace {
+
+template <int32_t ID>
+void launch_row_kernels(const SampleLaunch& a, cudaStream_t stream) {
+  if (a.partials != nullptr) {
+    const dim3 split_grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.rows));
+    sample_pass_a_kernel<ID><<<split_grid, kThreads, 0, stream>>>(a);
+  }
+  sample_kernel<ID><<<static_cast<unsigned>(a.rows), kThreads, 0, stream>>>(a);
+}
+
+}  // namespace
 
 dsk_status launch_sample(const SampleLaunch& a, cudaStream_t stream) noexcept {
   if (a.rows == 0) return DSK_OK;
@@ -819,19 +939,18 @@ dsk_status launch_sample(const SampleLaunch& a, cudaStream_t stream) noexcept {
     csr_check_kernel<<<kSampleListCount, kThreads, 0, stream>>>(a);
     DSK_RETURN_IF_FAILED(check_launch("sample (token list offsets)"));
   }
-  const auto grid = static_cast<unsigned>(a.rows);
   const size_t es = dtype_id_size(a.dtype_id);
   const bool aligned = reinterpret_cast<uintptr_t>(a.logits) % es == 0;
   if (!aligned) {
-    sample_kernel<0><<<grid, kThreads, 0, stream>>>(a);
+    launch_row_kernels<0>(a, stream);
   } else if (a.dtype_id == DSK_DTYPE_F32) {
-    sample_kernel<DSK_DTYPE_F32><<<grid, kThreads, 0, stream>>>(a);
+    launch_row_kernels<DSK_DTYPE_F32>(a, stream);
   } else if (a.dtype_id == DSK_DTYPE_BF16) {
-    sample_kernel<DSK_DTYPE_BF16><<<grid, kThreads, 0, stream>>>(a);
+    launch_row_kernels<DSK_DTYPE_BF16>(a, stream);
   } else if (a.dtype_id == DSK_DTYPE_F16) {
-    sample_kernel<DSK_DTYPE_F16><<<grid, kThreads, 0, stream>>>(a);
+    launch_row_kernels<DSK_DTYPE_F16>(a, stream);
   } else {
-    sample_kernel<0><<<grid, kThreads, 0, stream>>>(a);
+    launch_row_kernels<0>(a, stream);
   }
   return check_launch("sample");
 }

@@ -50,6 +50,17 @@ struct SampleSpecial {
   unsigned reserved;
 };
 
+// One block's share of pass A over a slice of a row (see sample_splits).
+struct SamplePassA {
+  unsigned long long best_z;     // packed (key, id) max of the processed logits
+  unsigned long long best_x;     // the same over the raw logits
+  unsigned long long best_race;  // the Gumbel race's packed best score
+  unsigned long long nfinite;
+  unsigned long long raw_nfinite;
+  unsigned bad;  // a NaN or +inf processed logit
+  unsigned raw_bad;
+};
+
 constexpr int32_t kSampleModeSample = 0;
 constexpr int32_t kSampleModeLogits = 1;
 constexpr int32_t kSampleModeProbs = 2;
@@ -95,9 +106,21 @@ struct SampleLaunch {
   SampleSpecial* table;
   int32_t* list_ok;
   DeferredErrorRecord* record;  // NULL when nothing per row can be invalid
+  // Pass A split over `splits` blocks per row (slices of split_len tokens, a multiple of 4), their
+  // results in partials [rows, splits] (scratch); splits 1 and partials NULL: the row's block.
+  int32_t splits;
+  int64_t split_len;
+  SamplePassA* partials;
 };
 
-// Scratch bytes launch_sample needs for `a` (its scratch pointers unset), 0 for none.
+// Blocks per row for pass A, and the slice length: a batch with no token lists and fewer rows than
+// fill the GPU splits its rows so that about kSampleSplitBlocks blocks read the logits at once, no
+// slice shorter than kSampleSplitMinLen tokens. Sets a->splits and a->split_len.
+constexpr int64_t kSampleSplitBlocks = 256;
+constexpr int64_t kSampleSplitMinLen = 2048;
+void sample_plan_splits(SampleLaunch* a) noexcept;
+
+// Scratch bytes launch_sample needs for `a` (splits planned, scratch pointers unset), 0 for none.
 size_t sample_scratch_bytes(const SampleLaunch& a) noexcept;
 
 // Points a's scratch into `scratch` (256-byte aligned, sample_scratch_bytes(a) bytes).

@@ -85,7 +85,9 @@ void project(const Target& t, const dsk_exec& ex, const Mat3& w, const Mat3& w_s
     }
     return;
   }
-  if (t.backend->iface->moe_grouped_gemm != nullptr && groups > 1) {
+  // The grouped entry also takes weights of another dtype than `in` (bf16 weights against the f32
+  // h of an f32 y), which a backend's plain gemm need not (cuBLASLt takes one dtype for A and B).
+  if (t.backend->iface->moe_grouped_gemm != nullptr && (groups > 1 || w.dtype_id != in.dtype_id)) {
     const int64_t wshape[3] = {w.shape[0], w.shape[1], w.shape[2]};
     View xv, wv, yv;
     window(xv, in, 0, in.rows);

@@ -300,10 +300,10 @@ void sampling_transform(dsk_context& ctx, const dsk_sampling_params& params,
   check_same_shape(out, in.logits);
   const Arg status = row_output(status_t, "status", DSK_DTYPE_UINT8, b, false);
   const std::vector<const Arg*> ins = in.all();
-  check_outputs_apart({&out, &status}, ins);
+  const std::vector<const Arg*> outs = {&out, &status};
+  check_outputs_apart(outs, ins);
   std::vector<const Arg*> every = ins;
-  every.push_back(&out);
-  every.push_back(&status);
+  every.insert(every.end(), outs.begin(), outs.end());
   const Target t = target(ctx, every);
   if (b == 0) return;
   InputViews iv;

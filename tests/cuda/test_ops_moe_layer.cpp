@@ -61,7 +61,13 @@ struct Tol {
 };
 
 Tol tol_for(int32_t weight_dtype, int32_t y_dtype) {
-  if (weight_dtype == kFp8) return Tol{5e-2, 5e-2, 3e-2};
+  // fp8: h = silu(gate) * up is re-quantized per 1 x 128 tile, and GEMM accumulation order decides
+  // a few of its e4m3 roundings; one flipped rounding moves a whole row of y by one e4m3 step (6 to
+  // 12.5%) of h_j * w2[:, j], which for the heavy-tailed h stands out per element while the
+  // aggregate stays small. Measured on an H100: worst element 0.21 rms (block-scaled GEMM) and
+  // 0.38 rms (DSK_FP8_GEMM=dequant), Frobenius 0.4-1.8% and 1.7-2.4%. The Frobenius bound is the
+  // binding check; the per-element one catches wrong rows and columns (errors of ~1 rms).
+  if (weight_dtype == kFp8) return Tol{5e-2, 0.5, 3e-2};
   if (y_dtype == DSK_DTYPE_F32 && weight_dtype == DSK_DTYPE_F32) return Tol{1e-4, 2e-4, 1e-4};
   return Tol{2e-2, 1e-2, 2e-3};
 }
@@ -101,10 +107,12 @@ void compare(const std::vector<float>& got, const std::vector<float>& want, int6
       }
     }
   }
+  const double frob = sum2 > 0 ? std::sqrt(diff2 / sum2) : 0.0;
   CAPTURE(rms);
   CAPTURE(worst);
+  CAPTURE(frob);
   CHECK(bad == 0);
-  if (sum2 > 0) CHECK(std::sqrt(diff2 / sum2) <= tol.frob);
+  CHECK(frob <= tol.frob);
 }
 
 // Expert weights on both sides: w1, w3 [E, I, D], w2 [E, D, I] (no E for the shared expert, e = 0)
