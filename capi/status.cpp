@@ -23,6 +23,10 @@ DSK_API const char* dsk_status_string(dsk_status status) {
       return "version mismatch";
     case DSK_ERR_INTERNAL:
       return "internal error";
+    case DSK_ERR_IO:
+      return "i/o error";
+    case DSK_ERR_NOT_FOUND:
+      return "not found";
     default:
       return "unknown status";
   }

@@ -144,6 +144,18 @@ static void dsk_structs(void) {
   FIELD(dsk_verify_params, offset);
   FIELD(dsk_verify_params, seeds);
   FIELD(dsk_verify_params, offsets);
+
+  TYPE(dsk_safetensors_info);
+  FIELD(dsk_safetensors_info, struct_size);
+  FIELD(dsk_safetensors_info, ndim);
+  FIELD(dsk_safetensors_info, dtype_id);
+  FIELD(dsk_safetensors_info, reserved);
+  FIELD(dsk_safetensors_info, name);
+  FIELD(dsk_safetensors_info, dtype);
+  FIELD(dsk_safetensors_info, shape);
+  FIELD(dsk_safetensors_info, file);
+  FIELD(dsk_safetensors_info, file_offset);
+  FIELD(dsk_safetensors_info, nbytes);
 }
 
 static void dlpack_types(void) {
@@ -201,6 +213,8 @@ static void dsk_constants(void) {
   CONST(DSK_ERR_DEVICE_ERROR);
   CONST(DSK_ERR_VERSION_MISMATCH);
   CONST(DSK_ERR_INTERNAL);
+  CONST(DSK_ERR_IO);
+  CONST(DSK_ERR_NOT_FOUND);
 
   CONST(DSK_LOG_ERROR);
   CONST(DSK_LOG_WARN);
@@ -251,6 +265,7 @@ static void dsk_constants(void) {
   CONST(DSK_SAMPLE_MAX_TOP_LOGPROBS);
   CONST(DSK_VERIFY_SAMPLE);
   CONST(DSK_VERIFY_GREEDY);
+  CONST(DSK_SAFETENSORS_MAX_HEADER_BYTES);
 }
 
 static void dlpack_constants(void) {

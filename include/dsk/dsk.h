@@ -14,6 +14,7 @@
 #include "dsk_mla.h"
 #include "dsk_moe.h"
 #include "dsk_ops.h"
+#include "dsk_safetensors.h"
 #include "dsk_sampling.h"
 #include "dsk_status.h"
 #include "dsk_tensor.h"

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -673,6 +674,121 @@ inline void speculative_verify(Context& ctx, const dsk_verify_params& params,
   check(dsk_speculative_verify(ctx.get(), &params, draft_ids, draft_probs, target, out_ids,
                                accepted, emitted));
 }
+
+// ---- safetensors checkpoints (dsk_safetensors.h) ---------------------------------------------
+
+// An open checkpoint (dsk_safetensors): one .safetensors file, a sharded index or a directory,
+// mapped read-only and validated on opening. Move-only, closed on destruction. It is immutable,
+// so its const methods may run on several threads at once. Views, names and info pointers live
+// while it stays open; as_tensor() and to_dlpack() results keep their file mapped on their own.
+class SafeTensors {
+ public:
+  // An empty object (every query throws the library's NULL-handle error).
+  SafeTensors() = default;
+  explicit SafeTensors(const std::string& path) { check(dsk_safetensors_open(path.c_str(), &st_)); }
+  // Adopts a handle from dsk_safetensors_open.
+  explicit SafeTensors(dsk_safetensors* st) noexcept : st_(st) {}
+  SafeTensors(SafeTensors&& other) noexcept : st_(std::exchange(other.st_, nullptr)) {}
+  SafeTensors& operator=(SafeTensors&& other) noexcept {
+    if (this != &other) {
+      dsk_safetensors_close(st_);
+      st_ = std::exchange(other.st_, nullptr);
+    }
+    return *this;
+  }
+  SafeTensors(const SafeTensors&) = delete;
+  SafeTensors& operator=(const SafeTensors&) = delete;
+  ~SafeTensors() { dsk_safetensors_close(st_); }
+
+  const dsk_safetensors* get() const noexcept { return st_; }
+  explicit operator bool() const noexcept { return st_ != nullptr; }
+  // Closes now (idempotent); views taken from it become invalid.
+  void close() noexcept { dsk_safetensors_close(std::exchange(st_, nullptr)); }
+
+  int64_t size() const {
+    int64_t n = 0;
+    check(dsk_safetensors_count(st_, &n));
+    return n;
+  }
+  // Tensor names sorted byte by byte; the pointer lives as long as the checkpoint is open.
+  const char* name(int64_t index) const {
+    const char* n = nullptr;
+    check(dsk_safetensors_name(st_, index, &n));
+    return n;
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (int64_t i = 0, n = size(); i < n; ++i) out.emplace_back(name(i));
+    return out;
+  }
+  // The index of `tensor_name`; throws dsk::Error (DSK_ERR_NOT_FOUND) when there is none.
+  int64_t find(const std::string& tensor_name) const {
+    int64_t index = -1;
+    check(dsk_safetensors_find(st_, tensor_name.c_str(), &index));
+    return index;
+  }
+  bool contains(const std::string& tensor_name) const {
+    int64_t index = -1;
+    const dsk_status s = dsk_safetensors_find(st_, tensor_name.c_str(), &index);
+    if (s == DSK_ERR_NOT_FOUND) return false;
+    check(s);
+    return true;
+  }
+  // A borrowed read-only CPU view into the mapping (never write through it; see the header for
+  // alignment). Pass &view to ops as an input.
+  DLTensor tensor(const std::string& tensor_name) const {
+    DLTensor view{};
+    check(dsk_safetensors_tensor(st_, tensor_name.c_str(), &view));
+    return view;
+  }
+  dsk_safetensors_info info(const std::string& tensor_name) const {
+    dsk_safetensors_info out;
+    check(dsk_safetensors_info_init(&out));
+    check(dsk_safetensors_tensor_info(st_, tensor_name.c_str(), &out));
+    return out;
+  }
+  // An owning read-only DLPack export (call its deleter once) that keeps the file mapped.
+  DLManagedTensorVersioned* to_dlpack(const std::string& tensor_name) const {
+    DLManagedTensorVersioned* m = nullptr;
+    check(dsk_safetensors_to_dlpack(st_, tensor_name.c_str(), &m));
+    return m;
+  }
+  // The tensor as a read-only dsk::Tensor (no copy) that keeps the file mapped, for dtypes and
+  // ranks dsk supports. Its data may be misaligned for the dtype (see dsk_safetensors.h).
+  Tensor as_tensor(const std::string& tensor_name) const {
+    DLManagedTensorVersioned* m = to_dlpack(tensor_name);
+    dsk_tensor* t = nullptr;
+    const dsk_status s = dsk_tensor_from_dlpack_versioned(m, &t);
+    if (s != DSK_OK) {
+      Error e(s, dsk_last_error_message());
+      m->deleter(m);  // refused, so still ours
+      throw e;
+    }
+    return Tensor(t);
+  }
+  // The "__metadata__" value of `key`, nullopt when absent.
+  std::optional<std::string> metadata(const std::string& key) const {
+    const char* value = nullptr;
+    const dsk_status s = dsk_safetensors_metadata(st_, key.c_str(), &value);
+    if (s == DSK_ERR_NOT_FOUND) return std::nullopt;
+    check(s);
+    return std::string(value);
+  }
+  std::vector<std::string> metadata_keys() const {
+    int64_t n = 0;
+    check(dsk_safetensors_metadata_count(st_, &n));
+    std::vector<std::string> out;
+    for (int64_t i = 0; i < n; ++i) {
+      const char* key = nullptr;
+      check(dsk_safetensors_metadata_key(st_, i, &key));
+      out.emplace_back(key);
+    }
+    return out;
+  }
+
+ private:
+  dsk_safetensors* st_ = nullptr;
+};
 
 }  // namespace dsk
 

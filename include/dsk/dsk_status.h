@@ -33,6 +33,11 @@ typedef int32_t dsk_status;
 #define DSK_ERR_VERSION_MISMATCH 6
 /* A bug in dsk. Please report it with dsk_last_error_message(). */
 #define DSK_ERR_INTERNAL 7
+/* A file could not be opened, inspected, mapped or read (the message names the path and the
+ * operating system's reason). */
+#define DSK_ERR_IO 8
+/* A name looked up in a container (a tensor, a metadata key) is not there; the message names it. */
+#define DSK_ERR_NOT_FOUND 9
 
 /* Static text for a status code ("ok", "invalid argument", ...; "unknown status" otherwise). */
 DSK_API const char* dsk_status_string(dsk_status status);

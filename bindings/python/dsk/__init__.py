@@ -8,6 +8,9 @@ version is refused with VersionMismatchError at import.
 Tensors: every function taking tensors accepts a dsk.Tensor or any object implementing
 __dlpack__ (NumPy, PyTorch, CuPy, ...), imported zero-copy. Dtypes are named "f32", "f16", "bf16",
 "fp8_e4m3fn", "fp8_e5m2", "int32", "int64", "uint8", "bool".
+
+Checkpoints: dsk.SafeTensors(path) opens a .safetensors file, a sharded index or a directory
+without copying (read-only dsk.Tensor or NumPy views of the mapped files).
 """
 
 from ._errors import (
@@ -16,6 +19,8 @@ from ._errors import (
     Error,
     InternalError,
     InvalidArgumentError,
+    IoError,
+    NotFoundError,
     OutOfMemoryError,
     UnsupportedError,
     VersionMismatchError,
@@ -132,18 +137,21 @@ from ._api import (
     version_string,
 )
 
+from ._safetensors import SafeTensorInfo, SafeTensors
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ABI_VERSION", "BackendInfo", "BackendUnavailableError", "Context", "DTYPE_NAMES", "Device",
     "DeviceError", "DeviceProps", "Error", "FP8_BLOCK", "FP8_KERNEL_BLOCK_SCALED",
     "FP8_KERNEL_CPU_REFERENCE", "FP8_KERNEL_DEQUANT_GEMM", "InternalError",
-    "InvalidArgumentError", "LOGPROBS_PROCESSED", "LOGPROBS_RAW", "MOE_GROUP_AUTO",
+    "InvalidArgumentError", "IoError", "LOGPROBS_PROCESSED", "LOGPROBS_RAW", "MOE_GROUP_AUTO",
     "MOE_GROUP_MAX", "MOE_GROUP_TOP2SUM", "MOE_ROW_NO_FINITE", "MOE_ROW_SHORT", "MOE_SCORE_NONE", "MOE_SCORE_SIGMOID",
     "MOE_SCORE_SOFTMAX", "MlaDecodePlan", "MoeExpertWeights", "MoeGateConfig", "MoePlan",
-    "OutOfMemoryError", "QUANT_SCALE_POW2",
+    "NotFoundError", "OutOfMemoryError", "QUANT_SCALE_POW2",
     "ROPE_HALF_SPLIT", "ROPE_INTERLEAVED", "RopeConfig", "SAMPLE_ALL_MASKED", "SAMPLE_INVALID",
-    "SAMPLE_MAX_TOP_LOGPROBS", "SAMPLE_NONFINITE", "SAMPLE_OK", "SampleResult", "Tensor",
+    "SAMPLE_MAX_TOP_LOGPROBS", "SAMPLE_NONFINITE", "SAMPLE_OK", "SafeTensorInfo", "SafeTensors",
+    "SampleResult", "Tensor",
     "UnsupportedError", "VERIFY_GREEDY", "VERIFY_SAMPLE", "VerifyResult", "VersionMismatchError",
     "abi_version", "add_rmsnorm", "argmax", "asarray", "backend_info",
     "backends", "clone", "convert_host", "convert_host_bytes", "copy", "default_backend",

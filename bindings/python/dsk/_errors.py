@@ -50,6 +50,21 @@ class InternalError(Error):
     status = 7
 
 
+# Also an OSError, so that generic file-error handlers see it. (Not named IOError: that is a
+# builtin alias of OSError.)
+class IoError(Error, OSError):
+    status = 8
+
+
+# Also a KeyError, so that mapping-style lookups (dict.get-like code, `except KeyError`) work.
+class NotFoundError(Error, KeyError):
+    status = 9
+
+    def __str__(self) -> str:
+        # KeyError would quote the message like a key.
+        return self.message
+
+
 _BY_STATUS: Dict[int, Type[Error]] = {
     cls.status: cls
     for cls in (
@@ -60,6 +75,8 @@ _BY_STATUS: Dict[int, Type[Error]] = {
         DeviceError,
         VersionMismatchError,
         InternalError,
+        IoError,
+        NotFoundError,
     )
 }
 

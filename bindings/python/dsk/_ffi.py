@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ._errors import UnsupportedError, VersionMismatchError
 
 # --- constants (dsk_version.h, dsk_status.h, dsk_dtype.h, dsk_backend.h, dsk_tensor.h, dsk_ops.h,
-# dsk_moe.h, dsk_sampling.h, dsk_dlpack.h; dsk_mla.h declares none)
+# dsk_moe.h, dsk_sampling.h, dsk_safetensors.h, dsk_dlpack.h; dsk_mla.h declares none)
 
 DSK_VERSION_MAJOR = 0
 DSK_VERSION_MINOR = 1
@@ -51,6 +51,8 @@ DSK_ERR_BACKEND_UNAVAILABLE = 4
 DSK_ERR_DEVICE_ERROR = 5
 DSK_ERR_VERSION_MISMATCH = 6
 DSK_ERR_INTERNAL = 7
+DSK_ERR_IO = 8
+DSK_ERR_NOT_FOUND = 9
 
 DSK_LOG_ERROR = 1
 DSK_LOG_WARN = 2
@@ -103,6 +105,8 @@ DSK_LOGPROBS_RAW = 1
 DSK_SAMPLE_MAX_TOP_LOGPROBS = 64
 DSK_VERIFY_SAMPLE = 0
 DSK_VERIFY_GREEDY = 1
+
+DSK_SAFETENSORS_MAX_HEADER_BYTES = 100000000
 
 DLPACK_MAJOR_VERSION = 1
 DLPACK_MINOR_VERSION = 1
@@ -371,6 +375,22 @@ class dsk_verify_params(Structure):
     ]
 
 
+class dsk_safetensors_info(Structure):
+    # Every pointer is owned by the dsk_safetensors handle.
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("ndim", c_int32),
+        ("dtype_id", c_int32),
+        ("reserved", c_int32),
+        ("name", c_char_p),
+        ("dtype", c_char_p),
+        ("shape", POINTER(c_int64)),
+        ("file", c_char_p),
+        ("file_offset", c_uint64),
+        ("nbytes", c_uint64),
+    ]
+
+
 # Name in the headers/manifest -> ctypes type, for the layout test.
 STRUCTS = {
     "dsk_backend_info": dsk_backend_info,
@@ -384,6 +404,7 @@ STRUCTS = {
     "dsk_sampling_params": dsk_sampling_params,
     "dsk_sampling_outputs": dsk_sampling_outputs,
     "dsk_verify_params": dsk_verify_params,
+    "dsk_safetensors_info": dsk_safetensors_info,
     "DLDeviceType": DLDeviceType,
     "DLDataTypeCode": DLDataTypeCode,
     "DLPackVersion": DLPackVersion,
@@ -400,6 +421,7 @@ dsk_log_fn = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
 _ctx = c_void_p
 _tensor = c_void_p
 _plan = c_void_p
+_st = c_void_p
 _P = POINTER
 
 # Every DSK_API function: name -> (restype, argtypes). Test test_api_coverage checks it is complete.
@@ -609,6 +631,19 @@ FUNCTIONS: Dict[str, Tuple[object, List[object]]] = {
         [_ctx, _P(dsk_verify_params), _P(DLTensor), _P(DLTensor), _P(DLTensor), _P(DLTensor),
          _P(DLTensor), _P(DLTensor)],
     ),
+    # dsk_safetensors.h (the checkpoint is an opaque handle)
+    "dsk_safetensors_open": (dsk_status, [c_char_p, _P(_st)]),
+    "dsk_safetensors_close": (None, [_st]),
+    "dsk_safetensors_count": (dsk_status, [_st, _P(c_int64)]),
+    "dsk_safetensors_name": (dsk_status, [_st, c_int64, _P(c_char_p)]),
+    "dsk_safetensors_find": (dsk_status, [_st, c_char_p, _P(c_int64)]),
+    "dsk_safetensors_tensor": (dsk_status, [_st, c_char_p, _P(DLTensor)]),
+    "dsk_safetensors_info_init": (dsk_status, [_P(dsk_safetensors_info)]),
+    "dsk_safetensors_tensor_info": (dsk_status, [_st, c_char_p, _P(dsk_safetensors_info)]),
+    "dsk_safetensors_to_dlpack": (dsk_status, [_st, c_char_p, _P(_P(DLManagedTensorVersioned))]),
+    "dsk_safetensors_metadata": (dsk_status, [_st, c_char_p, _P(c_char_p)]),
+    "dsk_safetensors_metadata_count": (dsk_status, [_st, _P(c_int64)]),
+    "dsk_safetensors_metadata_key": (dsk_status, [_st, c_int64, _P(c_char_p)]),
 }
 
 

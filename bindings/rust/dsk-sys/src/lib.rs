@@ -217,6 +217,20 @@ c_structs! {
         pub offsets: *const DLTensor,
     }
 
+    /// Every pointer is owned by the `dsk_safetensors` handle (dsk_safetensors.h).
+    pub struct dsk_safetensors_info {
+        pub struct_size: u32,
+        pub ndim: i32,
+        pub dtype_id: i32,
+        pub reserved: i32,
+        pub name: *const c_char,
+        pub dtype: *const c_char,
+        pub shape: *const i64,
+        pub file: *const c_char,
+        pub file_offset: u64,
+        pub nbytes: u64,
+    }
+
     pub struct DLPackVersion {
         pub major: u32,
         pub minor: u32,
@@ -306,6 +320,13 @@ pub struct dsk_moe_plan {
     _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
+/// Opaque handle (`dsk_safetensors`, dsk_safetensors.h): immutable once opened.
+#[repr(C)]
+pub struct dsk_safetensors {
+    _opaque: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
 pub type dsk_status = i32;
 pub type dsk_log_fn = Option<unsafe extern "C" fn(level: i32, message: *const c_char, user: *mut c_void)>;
 
@@ -330,6 +351,8 @@ c_constants! {
     DSK_ERR_DEVICE_ERROR: dsk_status = 5;
     DSK_ERR_VERSION_MISMATCH: dsk_status = 6;
     DSK_ERR_INTERNAL: dsk_status = 7;
+    DSK_ERR_IO: dsk_status = 8;
+    DSK_ERR_NOT_FOUND: dsk_status = 9;
     DSK_LOG_ERROR: i32 = 1;
     DSK_LOG_WARN: i32 = 2;
     DSK_LOG_INFO: i32 = 3;
@@ -381,6 +404,8 @@ c_constants! {
     DSK_SAMPLE_MAX_TOP_LOGPROBS: i64 = 64;
     DSK_VERIFY_SAMPLE: i32 = 0;
     DSK_VERIFY_GREEDY: i32 = 1;
+    // dsk_safetensors.h
+    DSK_SAFETENSORS_MAX_HEADER_BYTES: u64 = 100_000_000;
     // dsk_dlpack.h
     DLPACK_MAJOR_VERSION: u32 = 1;
     DLPACK_MINOR_VERSION: u32 = 1;
@@ -609,4 +634,20 @@ c_functions! {
                                   draft_ids: *const DLTensor, draft_probs: *const DLTensor,
                                   target: *const DLTensor, out_ids: *const DLTensor, accepted: *const DLTensor,
                                   emitted: *const DLTensor) -> dsk_status;
+    // dsk_safetensors.h
+    pub fn dsk_safetensors_open(path: *const c_char, out: *mut *mut dsk_safetensors) -> dsk_status;
+    pub fn dsk_safetensors_close(st: *mut dsk_safetensors);
+    pub fn dsk_safetensors_count(st: *const dsk_safetensors, count: *mut i64) -> dsk_status;
+    pub fn dsk_safetensors_name(st: *const dsk_safetensors, index: i64, name: *mut *const c_char) -> dsk_status;
+    pub fn dsk_safetensors_find(st: *const dsk_safetensors, name: *const c_char, index: *mut i64) -> dsk_status;
+    pub fn dsk_safetensors_tensor(st: *const dsk_safetensors, name: *const c_char, out: *mut DLTensor) -> dsk_status;
+    pub fn dsk_safetensors_info_init(info: *mut dsk_safetensors_info) -> dsk_status;
+    pub fn dsk_safetensors_tensor_info(st: *const dsk_safetensors, name: *const c_char,
+                                       info: *mut dsk_safetensors_info) -> dsk_status;
+    pub fn dsk_safetensors_to_dlpack(st: *const dsk_safetensors, name: *const c_char,
+                                     out: *mut *mut DLManagedTensorVersioned) -> dsk_status;
+    pub fn dsk_safetensors_metadata(st: *const dsk_safetensors, key: *const c_char,
+                                    value: *mut *const c_char) -> dsk_status;
+    pub fn dsk_safetensors_metadata_count(st: *const dsk_safetensors, count: *mut i64) -> dsk_status;
+    pub fn dsk_safetensors_metadata_key(st: *const dsk_safetensors, index: i64, key: *mut *const c_char) -> dsk_status;
 }

@@ -12,6 +12,10 @@ pub enum ErrorKind {
     DeviceError,
     VersionMismatch,
     Internal,
+    /// A file could not be opened, inspected or mapped (`DSK_ERR_IO`).
+    Io,
+    /// A tensor or metadata key is not there (`DSK_ERR_NOT_FOUND`).
+    NotFound,
     /// A code this crate does not know (a newer libdsk); see [`Error::status`].
     Unknown,
 }
@@ -26,6 +30,8 @@ impl ErrorKind {
             sys::DSK_ERR_DEVICE_ERROR => ErrorKind::DeviceError,
             sys::DSK_ERR_VERSION_MISMATCH => ErrorKind::VersionMismatch,
             sys::DSK_ERR_INTERNAL => ErrorKind::Internal,
+            sys::DSK_ERR_IO => ErrorKind::Io,
+            sys::DSK_ERR_NOT_FOUND => ErrorKind::NotFound,
             _ => ErrorKind::Unknown,
         }
     }

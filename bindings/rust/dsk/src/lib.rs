@@ -55,6 +55,10 @@
 //! [`sample`](Context::sample), [`sample_ids`](Context::sample_ids),
 //! [`sampling_logits`](Context::sampling_logits), [`sampling_probs`](Context::sampling_probs) and
 //! [`speculative_verify`](Context::speculative_verify).
+//!
+//! Checkpoints (`dsk_safetensors.h`): [`SafeTensors`] opens a `.safetensors` file, a sharded index
+//! or a directory without copying; [`SafeTensorView`]s borrow it and are op inputs as they are,
+//! [`SafeTensors::tensor`] gives a read-only [`Tensor`] that outlives it.
 
 mod backend;
 mod context;
@@ -63,6 +67,7 @@ mod error;
 mod mla;
 mod moe;
 mod ops;
+mod safetensors;
 mod sampling;
 mod tensor;
 
@@ -74,6 +79,7 @@ pub use mla::{mla_softmax_scale, MlaDecodePlan};
 pub use moe::{moe_dispatch_capacity, MoeExpertWeights, MoeGateConfig, MoeGroupRule, MoePlan, MoeScoreFunc,
               MOE_ROW_NO_FINITE, MOE_ROW_SHORT};
 pub use ops::{fp8_blocks, Fp8Kernel, GemmOptions, RopeConfig, RopeLayout};
+pub use safetensors::{SafeTensorInfo, SafeTensorView, SafeTensors};
 pub use sampling::{LogitBias, LogprobsSource, SamplingOutputs, SamplingParams, TokenLists, VerifyMode, VerifyParams,
                    SAMPLE_ALL_MASKED, SAMPLE_INVALID, SAMPLE_MAX_TOP_LOGPROBS, SAMPLE_NONFINITE, SAMPLE_OK};
 pub use tensor::{validate, AsDLTensor, ManagedTensor, ManagedTensorLegacy, Tensor, TensorMut, TensorRef, Writable};
