@@ -180,8 +180,9 @@ void fill_inputs(const dsk_sampling_params& p, const Inputs& in, InputViews& v,
   a->allowed_mask = v.mask.get();
 }
 
-// Outputs never overlap an input or each other.
-void check_outputs_apart(const std::vector<const Arg*>& outs, const std::vector<const Arg*>& ins) {
+// The target of an op whose outputs never overlap an input or each other (checked first).
+Target target_apart(const dsk_context& ctx, const std::vector<const Arg*>& ins,
+                    const std::vector<const Arg*>& outs) {
   for (size_t i = 0; i < outs.size(); ++i) {
     if (!outs[i]->present) continue;
     for (const Arg* in : ins) {
@@ -191,6 +192,9 @@ void check_outputs_apart(const std::vector<const Arg*>& outs, const std::vector<
       if (outs[j]->present) check_no_overlap(*outs[i], *outs[j]);
     }
   }
+  std::vector<const Arg*> every = ins;
+  every.insert(every.end(), outs.begin(), outs.end());
+  return target(ctx, every);
 }
 
 Arg row_output(const DLTensor* t, const char* name, int32_t dtype, int64_t rows, bool required) {
@@ -259,11 +263,7 @@ void sample(dsk_context& ctx, const dsk_sampling_params& params, const DLTensor*
     check_shape(top_lp, shape, 2, "[B, n] (outputs->top_ids.shape)");
   }
   const std::vector<const Arg*> ins = in.all();
-  const std::vector<const Arg*> outs = {&ids, &logprobs, &raw, &status, &top_ids, &top_lp};
-  check_outputs_apart(outs, ins);
-  std::vector<const Arg*> every = ins;
-  every.insert(every.end(), outs.begin(), outs.end());
-  const Target t = target(ctx, every);
+  const Target t = target_apart(ctx, ins, {&ids, &logprobs, &raw, &status, &top_ids, &top_lp});
   if (b == 0) return;
   InputViews iv;
   dsk_sampling_args a;
@@ -300,11 +300,7 @@ void sampling_transform(dsk_context& ctx, const dsk_sampling_params& params,
   check_same_shape(out, in.logits);
   const Arg status = row_output(status_t, "status", DSK_DTYPE_UINT8, b, false);
   const std::vector<const Arg*> ins = in.all();
-  const std::vector<const Arg*> outs = {&out, &status};
-  check_outputs_apart(outs, ins);
-  std::vector<const Arg*> every = ins;
-  every.insert(every.end(), outs.begin(), outs.end());
-  const Target t = target(ctx, every);
+  const Target t = target_apart(ctx, ins, {&out, &status});
   if (b == 0) return;
   InputViews iv;
   dsk_sampling_args a;
@@ -350,11 +346,7 @@ void speculative_verify(dsk_context& ctx, const dsk_verify_params& params,
   const Arg accepted = row_output(accepted_t, "accepted", DSK_DTYPE_INT32, b, true);
   const Arg emitted = row_output(emitted_t, "emitted", DSK_DTYPE_INT32, b, false);
   const std::vector<const Arg*> ins = {&draft_ids, &tgt, &draft_probs, &seed, &offset};
-  const std::vector<const Arg*> outs = {&out_ids, &accepted, &emitted};
-  check_outputs_apart(outs, ins);
-  std::vector<const Arg*> every = ins;
-  every.insert(every.end(), outs.begin(), outs.end());
-  const Target t = target(ctx, every);
+  const Target t = target_apart(ctx, ins, {&out_ids, &accepted, &emitted});
   if (b == 0) return;
   View dv, qv, tv, sv, ofv, ov, av, ev;
   as_is(draft_ids, dv);
