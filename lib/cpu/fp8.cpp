@@ -11,6 +11,7 @@
 #include "core/dtype_info.h"
 #include "core/error.h"
 #include "cpu/backend_guard.h"
+#include "cpu/gemm.h"
 #include "cpu/norm_io.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
@@ -347,6 +348,26 @@ dsk_status linear_fp8(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_s
       dequant_to_f32(xm, mat(x_scales), false, 0, m, xf.data(), k);
     } else {
       dispatch_float<QuantDequant>(xm.dtype, xm, (flags & DSK_QUANT_SCALE_POW2) != 0u, xf.data());
+    }
+    if (wm.s1 == 1 || k <= 1) {
+      // The GEMM dequantizes w in registers (the same f32 values as dequant_to_f32): no f32 copy
+      // of the weight, which at decode sizes cost more than the products.
+      GemmFp8Weight g;
+      g.x = xf.data();
+      g.m = m;
+      g.k = k;
+      g.w = reinterpret_cast<const uint8_t*>(wm.data);
+      g.n = n;
+      g.w_s0 = wm.s0;
+      g.scale = reinterpret_cast<const float*>(wsm.data);
+      g.s_s0 = wsm.s0;
+      g.s_s1 = wsm.s1;
+      g.y = ym.data;
+      g.y_dtype = ym.dtype;
+      g.y_s0 = ym.s0;
+      g.y_s1 = ym.s1;
+      gemm_fp8_weight(g);
+      return;
     }
     const int64_t chunk = std::min(n, weight_chunk_rows(k));
     std::vector<float> wf(static_cast<size_t>(chunk * k));

@@ -1,21 +1,24 @@
 // CPU GEMM (dsk_backend_iface::gemm): D[b] = alpha * A[b] @ B[b] + beta * C[b] + bias.
 //
-// Eigen does the multiplications, through maps over the tensors' own memory wherever an f32
-// operand has a unit stride in one of its two dims (any leading dimension, either storage order).
-// Other operands (f16/bf16, or f32 without a unit stride) are converted block by block into f32
-// buffers first (lib/common/convert.h, exact). Products accumulate in f32; D is rounded once to
-// its dtype, except that an f32 D Eigen can write directly is first set to beta * C + bias and
-// then accumulated into (f32 roundings only).
+// Every element is one dot product in the fixed order of cpu/gemm_tile.h (16 lane sums over k,
+// then a fixed tree), so a row of D is the same bits whatever else is in the call: batch
+// composition, thread count and the machine's vector width change nothing. Then, per element,
+// v = alpha * sum (+ beta * C) (+ bias), rounded once to D's dtype.
+//
+// Operands are read in place when the kernel can: A rows of f32 with unit stride along K, B
+// columns of f32 or bf16 with unit stride along K (a linear layer's [N, K] weight). Anything
+// else (f16, other strides) is converted exactly into f32 rows first (lib/common/convert.h).
+// Blocks of kBlockRows x kBlockCols outputs run k blocks of kBlockK, keeping the lane sums in a
+// buffer between k blocks, so A and B blocks stay in cache however large K is; blocking never
+// changes an element's operations.
 //
 // Threads: D is split into one rectangle per worker (by batch, by column ranges or by row ranges,
-// whichever gives every worker a share), each computed with single-threaded Eigen on its own
-// buffers, through cpu/parallel.h (DSK_NUM_THREADS overrides std::thread::hardware_concurrency());
-// small problems run on the calling thread.
-#include <Eigen/Core>
+// whichever gives every worker a share) through cpu/parallel.h (DSK_NUM_THREADS overrides
+// std::thread::hardware_concurrency()); small problems run on the calling thread.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -24,6 +27,8 @@
 
 #include "common/convert.h"
 #include "cpu/backend_guard.h"
+#include "cpu/gemm.h"
+#include "cpu/gemm_tile.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
 #include "dsk/dsk_ops.h"
@@ -32,15 +37,12 @@ namespace dsk {
 namespace cpu {
 namespace {
 
-using Index = Eigen::Index;
-using ConstMap = Eigen::Map<const Eigen::MatrixXf, Eigen::Unaligned, Eigen::OuterStride<>>;
-using MutMap = Eigen::Map<Eigen::MatrixXf, Eigen::Unaligned, Eigen::OuterStride<>>;
-
-// Tuning: floats of a converted B block (kept near L2 size, as Eigen packs it again), of a
-// converted A block, and of an f32 result block for D that Eigen cannot write directly.
-constexpr int64_t kBlockB = int64_t{1} << 19;
-constexpr int64_t kBlockA = int64_t{1} << 21;
-constexpr int64_t kBlockD = int64_t{1} << 20;
+// Outputs per block (rows x columns) and the k block: an A block of 64 x 256 f32 (64 KB) and a B
+// block of 64 x 256 (32-64 KB) stay in L2 while the block's tiles reuse them.
+constexpr int64_t kBlockRows = 64;
+constexpr int64_t kBlockCols = 64;
+constexpr int64_t kBlockK = 256;
+static_assert(kBlockK % kGemmLanes == 0, "k blocks must keep the lanes of gemm_tile.h aligned");
 // Work below which a worker thread costs more than it brings (flops per worker).
 constexpr double kMinFlopsPerThread = 4.0e6;
 
@@ -71,42 +73,6 @@ Operand operand(const DLTensor* t) {
     step *= size;
   }
   return o;
-}
-
-// An f32 matrix block Eigen reads or writes in place: column-major (rows are unit-stride) or
-// row-major (columns are unit-stride) with leading dimension ld.
-struct Block {
-  float* p = nullptr;
-  Index rows = 0;
-  Index cols = 0;
-  bool col_major = true;
-  Index ld = 1;
-};
-
-// Block of o[b, r0:r0+nr, c0:c0+nc] when Eigen can map it without a copy.
-bool direct_block(const Operand& o, int64_t b, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
-                  Block* out) {
-  if (o.dtype != DSK_DTYPE_F32) return false;
-  const int64_t sr = o.stride[1];
-  const int64_t sc = o.stride[2];
-  Block blk;
-  blk.p = reinterpret_cast<float*>(const_cast<char*>(o.at(b, r0, c0)));
-  blk.rows = nr;
-  blk.cols = nc;
-  if (sc == 1 || nc == 1) {
-    // Row-major: rows step by sr, which must clear a row (or never be used).
-    if (nr > 1 && sr < nc) return false;
-    blk.col_major = false;
-    blk.ld = nr > 1 ? sr : std::max<int64_t>(nc, 1);
-  } else if (sr == 1 || nr == 1) {
-    if (nc > 1 && sc < nr) return false;
-    blk.col_major = true;
-    blk.ld = nc > 1 ? sc : std::max<int64_t>(nr, 1);
-  } else {
-    return false;
-  }
-  *out = blk;
-  return true;
 }
 
 // n elements from src (stepping `step` elements of `dtype`) to f32.
@@ -145,177 +111,13 @@ void load_line(const char* src, int64_t step, int32_t dtype, float* dst, int64_t
   }
 }
 
-// Converts o[b, r0:r0+nr, c0:c0+nc] into `buf` (compact, in the storage order that reads the
-// source along its smaller stride) and returns the block over it.
-Block pack_block(const Operand& o, int64_t b, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
-                 std::vector<float>& buf) {
-  buf.resize(static_cast<size_t>(nr * nc));
-  Block blk;
-  blk.p = buf.data();
-  blk.rows = nr;
-  blk.cols = nc;
-  const int64_t sr = o.stride[1];
-  const int64_t sc = o.stride[2];
-  blk.col_major = nc == 1 || (nr > 1 && sr <= sc);
-  if (blk.col_major) {
-    blk.ld = std::max<int64_t>(nr, 1);
-    for (int64_t j = 0; j < nc; ++j)
-      load_line(o.at(b, r0, c0 + j), sr, o.dtype, blk.p + j * nr, nr);
-  } else {
-    blk.ld = std::max<int64_t>(nc, 1);
-    for (int64_t i = 0; i < nr; ++i)
-      load_line(o.at(b, r0 + i, c0), sc, o.dtype, blk.p + i * nc, nc);
-  }
-  return blk;
-}
-
-// Calls f with the Eigen expression of x (transposed when `transpose`), without copying.
-template <typename F>
-void with_expr(const Block& x, bool transpose, F&& f) {
-  if (x.col_major) {
-    const ConstMap m(x.p, x.rows, x.cols, Eigen::OuterStride<>(x.ld));
-    if (transpose) {
-      f(m.transpose());
-    } else {
-      f(m);
-    }
-  } else {
-    const ConstMap m(x.p, x.cols, x.rows, Eigen::OuterStride<>(x.ld));
-    if (transpose) {
-      f(m);
-    } else {
-      f(m.transpose());
-    }
-  }
-}
-
-template <typename L, typename R>
-void product(MutMap& d, const L& l, const R& r, float alpha, bool accumulate) {
-  if (accumulate) {
-    d.noalias() += alpha * l * r;
-  } else {
-    d.noalias() = alpha * l * r;
-  }
-}
-
-// d (+)= alpha * a @ b on f32 blocks. A row-major d is computed as d^T = b^T @ a^T.
-void multiply(const Block& d, const Block& a, const Block& b, float alpha, bool accumulate) {
-  if (d.col_major) {
-    MutMap dm(d.p, d.rows, d.cols, Eigen::OuterStride<>(d.ld));
-    with_expr(a, false, [&](const auto& ea) {
-      with_expr(b, false, [&](const auto& eb) { product(dm, ea, eb, alpha, accumulate); });
-    });
-  } else {
-    MutMap dm(d.p, d.cols, d.rows, Eigen::OuterStride<>(d.ld));
-    with_expr(b, true, [&](const auto& eb) {
-      with_expr(a, true, [&](const auto& ea) { product(dm, eb, ea, alpha, accumulate); });
-    });
-  }
-}
-
-#if defined(__SSE2__)
-// Rows of A at or below which the product is computed by dot products straight from B's memory
-// (GEMV-like decode shapes): converting B to f32 first would cost more memory traffic than the
-// product itself, which only reads each element of B once.
-constexpr int64_t kDotRows = 4;
-
-template <int32_t DTYPE>
-inline void load8(const char* p, __m128& lo, __m128& hi) {
-  if (DTYPE == DSK_DTYPE_BF16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    lo = _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), v));
-    hi = _mm_castsi128_ps(_mm_unpackhi_epi16(_mm_setzero_si128(), v));
-  } else {
-    lo = _mm_loadu_ps(reinterpret_cast<const float*>(p));
-    hi = _mm_loadu_ps(reinterpret_cast<const float*>(p) + 4);
-  }
-}
-
-inline float hsum(__m128 v) {
-  const __m128 s = _mm_add_ps(v, _mm_movehl_ps(v, v));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
-}
-
-// t[j * NR + i] = alpha * sum_k a[i * k + kk] * B(kk, j) for NR rows of f32 A (row-major, ld k)
-// and JB columns of B, column j starting at b + j * col_step bytes with unit stride along K. The
-// JB columns share each load of A.
-template <int32_t DTYPE, int NR, int JB>
-void dot_tile(const float* a, int64_t k, const char* b, int64_t col_step, float alpha, float* t) {
-  constexpr int64_t kElem = DTYPE == DSK_DTYPE_BF16 ? 2 : 4;
-  __m128 acc[NR][JB][2];
-  for (int i = 0; i < NR; ++i) {
-    for (int j = 0; j < JB; ++j) acc[i][j][0] = acc[i][j][1] = _mm_setzero_ps();
-  }
-  int64_t kk = 0;
-  for (; kk + 8 <= k; kk += 8) {
-    __m128 lo[JB];
-    __m128 hi[JB];
-    for (int j = 0; j < JB; ++j) load8<DTYPE>(b + j * col_step + kk * kElem, lo[j], hi[j]);
-    for (int i = 0; i < NR; ++i) {
-      const __m128 alo = _mm_loadu_ps(a + i * k + kk);
-      const __m128 ahi = _mm_loadu_ps(a + i * k + kk + 4);
-      for (int j = 0; j < JB; ++j) {
-        acc[i][j][0] = _mm_add_ps(acc[i][j][0], _mm_mul_ps(alo, lo[j]));
-        acc[i][j][1] = _mm_add_ps(acc[i][j][1], _mm_mul_ps(ahi, hi[j]));
-      }
-    }
-  }
-  for (int j = 0; j < JB; ++j) {
-    const char* bc = b + j * col_step;
-    for (int i = 0; i < NR; ++i) {
-      float s = hsum(_mm_add_ps(acc[i][j][0], acc[i][j][1]));
-      for (int64_t r = kk; r < k; ++r) {
-        float bv;
-        if (DTYPE == DSK_DTYPE_BF16) {
-          uint16_t h;
-          std::memcpy(&h, bc + r * kElem, sizeof(h));
-          bv = bf16_to_f32(h);
-        } else {
-          std::memcpy(&bv, bc + r * kElem, sizeof(bv));
-        }
-        s += a[i * k + r] * bv;
-      }
-      t[j * NR + i] = alpha * s;
-    }
-  }
-}
-
-template <int32_t DTYPE, int NR>
-void dot_block(const float* a, int64_t k, const char* b, int64_t col_step, int64_t nc, float alpha,
-               float* t) {
-  // Up to 8 accumulators (of 16 SSE registers).
-  constexpr int JB = NR == 1 ? 4 : NR == 2 ? 2 : 1;
-  int64_t j = 0;
-  for (; j + JB <= nc; j += JB) {
-    dot_tile<DTYPE, NR, JB>(a, k, b + j * col_step, col_step, alpha, t + j * NR);
-  }
-  for (; j < nc; ++j) dot_tile<DTYPE, NR, 1>(a, k, b + j * col_step, col_step, alpha, t + j * NR);
-}
-
-template <int32_t DTYPE>
-void dot_rows(const float* a, int64_t nr, int64_t k, const char* b, int64_t col_step, int64_t nc,
-              float alpha, float* t) {
-  switch (nr) {
-    case 1:
-      dot_block<DTYPE, 1>(a, k, b, col_step, nc, alpha, t);
-      break;
-    case 2:
-      dot_block<DTYPE, 2>(a, k, b, col_step, nc, alpha, t);
-      break;
-    case 3:
-      dot_block<DTYPE, 3>(a, k, b, col_step, nc, alpha, t);
-      break;
-    default:
-      dot_block<DTYPE, 4>(a, k, b, col_step, nc, alpha, t);
-      break;
-  }
-}
-#else
-constexpr int64_t kDotRows = 0;
-#endif
-
 struct Problem {
   Operand a, b, c, d;
+  // An fp8 e4m3fn B (gemm_fp8_weight): its scale of (k, column n) is at b_scale + (n / 128) *
+  // b_scale_s0 + (k / 128) * b_scale_s1 (f32 elements).
+  const float* b_scale = nullptr;
+  int64_t b_scale_s0 = 0;
+  int64_t b_scale_s1 = 0;
   bool has_c = false;
   std::vector<float> bias;  // [N] in f32, empty when none
   float alpha = 1.0f;
@@ -323,128 +125,260 @@ struct Problem {
   int64_t batch = 0, m = 0, n = 0, k = 0;
 };
 
-// D[b, r0:r0+nr, c0:c0+nc] = t + beta * C + bias, rounded once to D's dtype. t is a compact
-// column-major f32 block (ld nr), or NULL for 0 (K == 0).
+// D[b, r0:r0+nr, c0:c0+nc] = alpha * t + beta * C + bias, rounded once to D's dtype. t is a
+// row-major f32 block (ld nc <= kBlockCols), or NULL for 0 (K == 0).
 void finish(const Problem& p, int64_t b, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
             const float* t) {
   const float* bias = p.bias.empty() ? nullptr : p.bias.data() + c0;
-  for (int64_t j = 0; j < nc; ++j) {
-    for (int64_t i = 0; i < nr; ++i) {
-      float v = t != nullptr ? t[j * nr + i] : 0.0f;
-      if (p.has_c) v += p.beta * load_as_f32(p.c.dtype, p.c.at(b, r0 + i, c0 + j));
-      if (bias != nullptr) v += bias[j];
-      store_from_f32(p.d.dtype, v, const_cast<char*>(p.d.at(b, r0 + i, c0 + j)));
-    }
-  }
-}
-
-// Sets an f32 D block Eigen writes directly to beta * C + bias before the product is added;
-// false when there is nothing to add (the product then assigns).
-bool prologue(const Problem& p, const Block& d, int64_t b, int64_t r0, int64_t c0) {
-  const bool in_place = p.has_c && p.c.data == p.d.data;
-  if (!p.has_c && p.bias.empty()) return false;
-  for (Index j = 0; j < d.cols; ++j) {
-    for (Index i = 0; i < d.rows; ++i) {
-      float* dst = d.col_major ? d.p + j * d.ld + i : d.p + i * d.ld + j;
-      float v = 0.0f;
-      if (in_place) {
-        v = p.beta * *dst;
-      } else if (p.has_c) {
-        float cv;
-        std::memcpy(&cv, p.c.at(b, r0 + i, c0 + j), sizeof(cv));
-        v = p.beta * cv;
+  const bool unit = p.d.stride[2] == 1 || nc == 1;
+  float v[kBlockCols];
+  for (int64_t i = 0; i < nr; ++i) {
+    for (int64_t j = 0; j < nc; ++j) v[j] = t != nullptr ? p.alpha * t[i * nc + j] : 0.0f;
+    if (p.has_c) {
+      for (int64_t j = 0; j < nc; ++j) {
+        v[j] += p.beta * load_as_f32(p.c.dtype, p.c.at(b, r0 + i, c0 + j));
       }
-      if (!p.bias.empty()) v += p.bias[static_cast<size_t>(c0 + j)];
-      *dst = v;
+    }
+    if (bias != nullptr) {
+      for (int64_t j = 0; j < nc; ++j) v[j] += bias[j];
+    }
+    char* dst = const_cast<char*>(p.d.at(b, r0 + i, c0));
+    if (unit && p.d.dtype == DSK_DTYPE_F32) {
+      std::memcpy(dst, v, static_cast<size_t>(nc) * sizeof(float));
+    } else if (unit && p.d.dtype == DSK_DTYPE_BF16) {
+      uint16_t h[kBlockCols];
+      for (int64_t j = 0; j < nc; ++j) h[j] = f32_to_bf16(v[j]);
+      std::memcpy(dst, h, static_cast<size_t>(nc) * sizeof(uint16_t));
+    } else {
+      for (int64_t j = 0; j < nc; ++j) {
+        store_from_f32(p.d.dtype, v[j], const_cast<char*>(p.d.at(b, r0 + i, c0 + j)));
+      }
     }
   }
-  return true;
 }
 
-// The kDotRows path of work(): A's rows converted to f32 once, then D = alpha * dots + beta * C
-// + bias in column chunks.
-void dot_path(const Problem& p, int64_t b0, int64_t b1, int64_t m0, int64_t m1, int64_t n0,
-              int64_t n1) {
-#if defined(__SSE2__)
-  const int64_t nr = m1 - m0;
+// Rows [r0, r0 + nr) of A as f32 with unit stride along K: in place, or converted into `buf`.
+const float* rows_of_a(const Problem& p, int64_t b, int64_t r0, int64_t nr, std::vector<float>& buf,
+                       int64_t* ld) {
   const int64_t k = p.k;
-  std::vector<float> arows(static_cast<size_t>(nr * k));
-  constexpr int64_t kChunk = 64;
-  float t[kChunk * kDotRows];
-  for (int64_t b = b0; b < b1; ++b) {
-    for (int64_t i = 0; i < nr; ++i) {
-      load_line(p.a.at(b, m0 + i, 0), p.a.stride[2], p.a.dtype, arows.data() + i * k, k);
-    }
-    for (int64_t c = n0; c < n1; c += kChunk) {
-      const int64_t nc = std::min(kChunk, n1 - c);
-      const char* bp = p.b.at(b, 0, c);
-      const int64_t col_step = p.b.stride[2] * p.b.elem;
-      if (p.b.dtype == DSK_DTYPE_BF16) {
-        dot_rows<DSK_DTYPE_BF16>(arows.data(), nr, k, bp, col_step, nc, p.alpha, t);
-      } else {
-        dot_rows<DSK_DTYPE_F32>(arows.data(), nr, k, bp, col_step, nc, p.alpha, t);
-      }
-      // t is column-major with ld nr, as finish() expects.
-      finish(p, b, m0, nr, c, nc, t);
-    }
+  if (p.a.dtype == DSK_DTYPE_F32 && (p.a.stride[2] == 1 || k == 1)) {
+    *ld = p.a.stride[1];
+    return reinterpret_cast<const float*>(p.a.at(b, r0, 0));
   }
-#else
-  (void)p, (void)b0, (void)b1, (void)m0, (void)m1, (void)n0, (void)n1;
-#endif
+  buf.resize(static_cast<size_t>(nr * k));
+  for (int64_t i = 0; i < nr; ++i) {
+    load_line(p.a.at(b, r0 + i, 0), p.a.stride[2], p.a.dtype, buf.data() + i * k, k);
+  }
+  *ld = k;
+  return buf.data();
 }
 
-// Computes D over batches [b0, b1), rows [m0, m1), columns [n0, n1).
+// B's columns are read in place by block(): f32, bf16 or (with scales) fp8 with unit stride along
+// K.
+bool cols_of_b_direct(const Problem& p) {
+  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16 ||
+          (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && p.b_scale != nullptr)) &&
+         (p.b.stride[1] == 1 || p.k == 1);
+}
+
+// Columns [c0, c0 + nc) of B as block() reads them.
+struct BCols {
+  const char* data = nullptr;  // column c0
+  int64_t ld = 0;              // bytes from one column to the next
+  int type = kGemmBF32;        // GemmBType
+  int64_t c0 = 0;
+};
+
+// An fp8 B is dequantized in registers for up to this many rows of A per worker, and into an f32
+// block once per column block beyond (where the conversion would be repeated for every 4 rows).
+constexpr int64_t kFp8InPlaceRows = 4;
+
+// Columns [c0, c0 + nc) of fp8 B dequantized to f32 (the values of e4m3fn_to_f32(q) * scale).
+void dequant_cols(const Problem& p, int64_t b, int64_t c0, int64_t nc, float* out) {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; ++i)
+      t[static_cast<size_t>(i)] = e4m3fn_to_f32(static_cast<uint8_t>(i));
+    return t;
+  }();
+  const int64_t k = p.k;
+  for (int64_t j = 0; j < nc; ++j) {
+    const auto* q = reinterpret_cast<const uint8_t*>(p.b.at(b, 0, c0 + j));
+    const float* srow = p.b_scale + (c0 + j) / 128 * p.b_scale_s0;
+    float* o = out + j * k;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      o[kk] = table[q[kk * p.b.stride[1]]] * srow[kk / 128 * p.b_scale_s1];
+    }
+  }
+}
+
+// Columns [c0, c0 + nc) of B with unit stride along K: in place, or converted to f32 into `buf`.
+// `rows`: the rows of A they will meet (this worker's).
+BCols cols_of_b(const Problem& p, int64_t b, int64_t c0, int64_t nc, int64_t rows,
+                std::vector<float>& buf) {
+  const int64_t k = p.k;
+  BCols out;
+  out.c0 = c0;
+  if (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && rows > kFp8InPlaceRows) {
+    buf.resize(static_cast<size_t>(nc * k));
+    dequant_cols(p, b, c0, nc, buf.data());
+    out.data = reinterpret_cast<const char*>(buf.data());
+    out.ld = k * static_cast<int64_t>(sizeof(float));
+    return out;
+  }
+  if (cols_of_b_direct(p)) {
+    out.data = p.b.at(b, 0, c0);
+    out.ld = p.b.stride[2] * p.b.elem;
+    out.type = p.b.dtype == DSK_DTYPE_BF16         ? kGemmBBf16
+               : p.b.dtype == DSK_DTYPE_FP8_E4M3FN ? kGemmBFp8
+                                                   : kGemmBF32;
+    return out;
+  }
+  buf.resize(static_cast<size_t>(nc * k));
+  if (p.b.stride[2] == 1) {
+    // Rows of B are contiguous: transpose 16 x 16 tiles, reading and writing whole lines.
+    float tile[16][16];
+    for (int64_t k0 = 0; k0 < k; k0 += 16) {
+      const int64_t kn = std::min<int64_t>(16, k - k0);
+      for (int64_t j0 = 0; j0 < nc; j0 += 16) {
+        const int64_t jn = std::min<int64_t>(16, nc - j0);
+        for (int64_t kk = 0; kk < kn; ++kk) {
+          load_line(p.b.at(b, k0 + kk, c0 + j0), 1, p.b.dtype, tile[kk], jn);
+        }
+        for (int64_t jj = 0; jj < jn; ++jj) {
+          float* dst = buf.data() + (j0 + jj) * k + k0;
+          for (int64_t kk = 0; kk < kn; ++kk) dst[kk] = tile[kk][jj];
+        }
+      }
+    }
+  } else {
+    for (int64_t j = 0; j < nc; ++j) {
+      load_line(p.b.at(b, 0, c0 + j), p.b.stride[1], p.b.dtype, buf.data() + j * k, k);
+    }
+  }
+  out.data = reinterpret_cast<const char*>(buf.data());
+  out.ld = k * static_cast<int64_t>(sizeof(float));
+  return out;
+}
+
+// One block of nr x nc dot products into t (row-major, ld nc): A rows from `a` (ld floats), B
+// columns from `bc`.
+void block(const GemmTileKernel& kern, const Problem& p, const float* a, int64_t a_ld, int64_t nr,
+           const BCols& bc, int64_t nc, std::vector<float>& partial, float* t) {
+  const int64_t k = p.k;
+  const int64_t tr = kern.rows;
+  const int64_t tc = kern.cols;
+  const int64_t belem = bc.type == kGemmBBf16 ? 2 : bc.type == kGemmBFp8 ? 1 : 4;
+  const int64_t tiles_c = (nc + tc - 1) / tc;
+  if (k > kBlockK)
+    partial.resize(static_cast<size_t>((nr + tr - 1) / tr * tiles_c * tr * tc * kGemmLanes));
+  for (int64_t kb = 0; kb < k; kb += kBlockK) {
+    GemmTile g;
+    g.kc = std::min(kBlockK, k - kb);
+    g.first = kb == 0;
+    g.last = kb + g.kc >= k;
+    g.ld = nc;
+    g.k0 = kb;
+    g.b_scale_step = p.b_scale_s1;
+    for (int64_t j0 = 0; j0 < nc; j0 += tc) {
+      const int cols = static_cast<int>(std::min(tc, nc - j0));
+      for (int j = 0; j < cols; ++j) {
+        g.b[j] = bc.data + (j0 + j) * bc.ld + kb * belem;
+        if (bc.type == kGemmBFp8) g.b_scale[j] = p.b_scale + (bc.c0 + j0 + j) / 128 * p.b_scale_s0;
+      }
+      for (int64_t i0 = 0; i0 < nr; i0 += tr) {
+        const int rows = static_cast<int>(std::min(tr, nr - i0));
+        for (int i = 0; i < rows; ++i) g.a[i] = a + (i0 + i) * a_ld + kb;
+        g.partial = partial.data() + ((i0 / tr) * tiles_c + j0 / tc) * tr * tc * kGemmLanes;
+        g.sums = t + i0 * nc + j0;
+        kern.run(g, rows, cols, bc.type);
+      }
+    }
+  }
+}
+
+// Rows of A (per worker) up to which a B with unit stride along N (x @ W with W [K, N]) is read in
+// place by row tiles; with more rows its columns are converted once per column block instead.
+constexpr int64_t kRowTileRows = 4;
+
+// B is read in place by row tiles: f32 or bf16, unit stride along N but not along K.
+bool rows_of_b_direct(const Problem& p) {
+  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16) && p.k > 1 &&
+         p.b.stride[1] != 1 && (p.b.stride[2] == 1 || p.n == 1);
+}
+
+// The row-tile form of block(): nr rows of `a` against columns [c0, c0 + nc) of B in place.
+void row_block(const GemmTileKernel& kern, const Problem& p, int64_t b, const float* a,
+               int64_t a_ld, int64_t nr, int64_t c0, int64_t nc, float* t) {
+  GemmRowTile g;
+  g.b_ld = p.b.stride[1] * p.b.elem;
+  g.k = p.k;
+  float sums[kGemmLanes];
+  g.sums = sums;
+  const bool bf16 = p.b.dtype == DSK_DTYPE_BF16;
+  for (int64_t j0 = 0; j0 < nc; j0 += kGemmLanes) {
+    g.cols = static_cast<int>(std::min(kGemmLanes, nc - j0));
+    g.b = p.b.at(b, 0, c0 + j0);
+    for (int64_t i = 0; i < nr; ++i) {
+      g.a = a + i * a_ld;
+      kern.run_row(g, bf16);
+      std::memcpy(t + i * nc + j0, sums, static_cast<size_t>(g.cols) * sizeof(float));
+    }
+  }
+}
+
+// Computes D over batches [b0, b1), rows [m0, m1), columns [n0, n1). Row blocks run outermost
+// unless B must be converted, which then happens once per column block.
 void work(const Problem& p, int64_t b0, int64_t b1, int64_t m0, int64_t m1, int64_t n0,
           int64_t n1) {
+  const GemmTileKernel& kern = gemm_tile_kernel();
   std::vector<float> abuf;
   std::vector<float> bbuf;
-  std::vector<float> tbuf;
-  const int64_t k = p.k;
-  Block probe;
-  const bool a_direct = direct_block(p.a, 0, 0, m1 - m0, 0, k, &probe);
-  const bool b_direct = direct_block(p.b, 0, 0, k, 0, n1 - n0, &probe);
-  const bool d_direct = direct_block(p.d, 0, 0, m1 - m0, 0, n1 - n0, &probe);
-  const int64_t kk = std::max<int64_t>(k, 1);
-  int64_t mc = m1 - m0;
-  if (!a_direct) mc = std::min(mc, std::max<int64_t>(16, kBlockA / kk));
-  int64_t nc = n1 - n0;
-  if (!b_direct) nc = std::min(nc, std::max<int64_t>(16, (kBlockB / kk) / 8 * 8));
-  if (!d_direct) nc = std::min(nc, std::max<int64_t>(16, kBlockD / std::max<int64_t>(mc, 1)));
-  // Few rows and B contiguous along K (a linear layer's weight): dot products from B directly.
-  const bool dots = k > 0 && m1 - m0 <= kDotRows && (p.b.stride[1] == 1 || k == 1) &&
-                    (p.b.dtype == DSK_DTYPE_BF16 || p.b.dtype == DSK_DTYPE_F32);
-  if (dots) {
-    dot_path(p, b0, b1, m0, m1, n0, n1);
-    return;
-  }
+  std::vector<float> partial;
+  std::vector<float> t(static_cast<size_t>(kBlockRows * kBlockCols));
+  const bool row_tiles = m1 - m0 <= kRowTileRows && rows_of_b_direct(p);
+  const bool convert_b =
+      p.k > 0 && !row_tiles &&
+      (!cols_of_b_direct(p) || (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && m1 - m0 > kFp8InPlaceRows));
   for (int64_t b = b0; b < b1; ++b) {
-    for (int64_t r = m0; r < m1; r += mc) {
-      const int64_t nr = std::min(mc, m1 - r);
-      Block ab;
-      if (k > 0 && !direct_block(p.a, b, r, nr, 0, k, &ab))
-        ab = pack_block(p.a, b, r, nr, 0, k, abuf);
-      for (int64_t c = n0; c < n1; c += nc) {
-        const int64_t ncur = std::min(nc, n1 - c);
-        if (k == 0) {
-          finish(p, b, r, nr, c, ncur, nullptr);
-          continue;
+    if (p.k == 0) {
+      for (int64_t r = m0; r < m1; r += kBlockRows) {
+        for (int64_t c = n0; c < n1; c += kBlockCols) {
+          finish(p, b, r, std::min(kBlockRows, m1 - r), c, std::min(kBlockCols, n1 - c), nullptr);
         }
-        Block bb;
-        if (!direct_block(p.b, b, 0, k, c, ncur, &bb)) bb = pack_block(p.b, b, 0, k, c, ncur, bbuf);
-        Block db;
-        if (direct_block(p.d, b, r, nr, c, ncur, &db)) {
-          const bool acc = prologue(p, db, b, r, c);
-          multiply(db, ab, bb, p.alpha, acc);
-        } else {
-          tbuf.resize(static_cast<size_t>(nr * ncur));
-          db.p = tbuf.data();
-          db.rows = nr;
-          db.cols = ncur;
-          db.col_major = true;
-          db.ld = std::max<int64_t>(nr, 1);
-          multiply(db, ab, bb, p.alpha, false);
-          finish(p, b, r, nr, c, ncur, tbuf.data());
+      }
+      continue;
+    }
+    // One output block: nr rows of A (from `a`) against columns [c, c + nc).
+    auto one = [&](int64_t r, int64_t nr, const float* a, int64_t a_ld, int64_t c, int64_t nc,
+                   const BCols& bc) {
+      if (row_tiles) {
+        row_block(kern, p, b, a, a_ld, nr, c, nc, t.data());
+      } else {
+        block(kern, p, a, a_ld, nr, bc, nc, partial, t.data());
+      }
+      finish(p, b, r, nr, c, nc, t.data());
+    };
+    if (convert_b) {
+      for (int64_t c = n0; c < n1; c += kBlockCols) {
+        const int64_t nc = std::min(kBlockCols, n1 - c);
+        const BCols bc = cols_of_b(p, b, c, nc, m1 - m0, bbuf);
+        for (int64_t r = m0; r < m1; r += kBlockRows) {
+          const int64_t nr = std::min(kBlockRows, m1 - r);
+          int64_t a_ld = 0;
+          const float* a = rows_of_a(p, b, r, nr, abuf, &a_ld);
+          one(r, nr, a, a_ld, c, nc, bc);
         }
+      }
+      continue;
+    }
+    for (int64_t r = m0; r < m1; r += kBlockRows) {
+      const int64_t nr = std::min(kBlockRows, m1 - r);
+      int64_t a_ld = 0;
+      const float* a = rows_of_a(p, b, r, nr, abuf, &a_ld);
+      for (int64_t c = n0; c < n1; c += kBlockCols) {
+        const int64_t nc = std::min(kBlockCols, n1 - c);
+        one(r, nr, a, a_ld, c, nc, row_tiles ? BCols{} : cols_of_b(p, b, c, nc, m1 - m0, bbuf));
       }
     }
   }
@@ -456,7 +390,7 @@ void run(const Problem& p) {
   int64_t threads = std::min<int64_t>(
       configured_threads(), std::max<int64_t>(1, static_cast<int64_t>(flops / kMinFlopsPerThread)));
   // Split along batches when there are enough, else along the longer of N and M (in steps of 16
-  // columns / 8 rows so that every worker gets whole Eigen panels).
+  // columns / 8 rows so that every worker gets whole register tiles).
   enum { kBatch, kCols, kRows } axis = kBatch;
   int64_t units = p.batch;
   int64_t unit = 1;
@@ -487,8 +421,6 @@ void run(const Problem& p) {
     part(0);
     return;
   }
-  static std::once_flag eigen_init;
-  std::call_once(eigen_init, [] { Eigen::initParallel(); });
   run_shares(threads, part);
 }
 
@@ -517,6 +449,41 @@ dsk_status gemm(const dsk_exec* /*ex*/, const DLTensor* a, const DLTensor* b, co
     }
     run(p);
   });
+}
+
+namespace {
+
+// A [1, rows, cols] operand over `data` (element strides; 0 for size-1 dims, as operand() gives).
+Operand matrix(const void* data, int32_t dtype, int64_t rows, int64_t cols, int64_t s_rows,
+               int64_t s_cols) {
+  Operand o;
+  o.data = static_cast<char*>(const_cast<void*>(data));
+  o.dtype = dtype;
+  o.elem = static_cast<int64_t>(dtype_id_size(dtype));
+  o.shape[0] = 1;
+  o.shape[1] = rows;
+  o.shape[2] = cols;
+  o.stride[1] = rows == 1 ? 0 : s_rows;
+  o.stride[2] = cols == 1 ? 0 : s_cols;
+  return o;
+}
+
+}  // namespace
+
+void gemm_fp8_weight(const GemmFp8Weight& g) {
+  Problem p;
+  p.a = matrix(g.x, DSK_DTYPE_F32, g.m, g.k, g.k, 1);
+  p.b = matrix(g.w, DSK_DTYPE_FP8_E4M3FN, g.k, g.n, 1, g.w_s0);  // B = w^T
+  p.d = matrix(g.y, g.y_dtype, g.m, g.n, g.y_s0, g.y_s1);
+  p.b_scale = g.scale;
+  p.b_scale_s0 = g.s_s0;
+  p.b_scale_s1 = g.s_s1;
+  p.batch = 1;
+  p.m = g.m;
+  p.n = g.n;
+  p.k = g.k;
+  if (p.m == 0 || p.n == 0) return;
+  run(p);
 }
 
 }  // namespace cpu

@@ -5,8 +5,9 @@
 // A weight whose dtype differs from the activations' (fp8 with block scales, or another float
 // type) is dequantized/converted exactly to f32 in scratch — the context workspace when it is large
 // enough, else memory allocated for the call — and the activations with it, so the GEMMs multiply
-// the exact w = q * scale in f32. (DeepSeek-V3's reference rounds the dequantized weight to bf16
-// first; dsk keeps the header's "f32 products, one rounding" rule instead.)
+// the exact w = q * scale in f32 (an f32 weight is read in place, only the activations converted).
+// (DeepSeek-V3's reference rounds the dequantized weight to bf16 first; dsk keeps the header's "f32
+// products, one rounding" rule instead.)
 #include <stdint.h>
 
 #include "common/convert.h"
@@ -95,8 +96,12 @@ Operands operands(dsk_context& ctx, const Target& t, const Weight& w, const Arg&
     return o;
   }
   o.dtype_id = DSK_DTYPE_F32;
+  // An f32 weight (with activations of another dtype) is read in place; only what is not f32 is
+  // converted.
+  const bool convert_w = w.w.l.dtype_id != DSK_DTYPE_F32;
   const bool convert_x = x.l.dtype_id != DSK_DTYPE_F32;
-  const size_t w_bytes = static_cast<size_t>(w.rows) * static_cast<size_t>(w.dc) * sizeof(float);
+  const size_t w_bytes =
+      convert_w ? static_cast<size_t>(w.rows) * static_cast<size_t>(w.dc) * sizeof(float) : 0;
   // The activations follow the weight at a 256-byte boundary.
   const size_t x_offset = (w_bytes + 255) / 256 * 256;
   const size_t bytes = x_offset + (convert_x ? static_cast<size_t>(x.l.numel) * sizeof(float) : 0);
@@ -108,23 +113,29 @@ Operands operands(dsk_context& ctx, const Target& t, const Weight& w, const Arg&
     o.owned = t.backend->kind == DSK_BACKEND_CPU ? allocate_host(bytes) : allocate(ctx, bytes);
     scratch = static_cast<char*>(o.owned->data);
   }
-  o.w = scratch;
-  o.w_s0 = w.dc;
-  o.w_s1 = 1;
-  View wdst;
-  window(wdst, o.w, w.w.l, DSK_DTYPE_F32, {w.rows, w.dc}, {w.dc, 1});
-  View wsrc;
-  window(wsrc, w.w.l.data, w.w.l, w.w.l.dtype_id, {w.rows, w.dc},
-         {w.w.l.strides[0], w.w.l.strides[1]});
-  if (w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN) {
-    View sc;
-    window(sc, w.scale.l.data, w.scale.l, DSK_DTYPE_F32, {w.scale.l.shape[0], w.scale.l.shape[1]},
-           {w.scale.l.strides[0], w.scale.l.strides[1]});
-    auto fn = entry(t, t.backend->iface->dequant_fp8, "dequant_fp8");
-    call(t, fn(&t.exec, wsrc.get(), sc.get(), wdst.get(), 1), "dequant_fp8 of wkv_b");
+  if (!convert_w) {
+    o.w = w.w.l.data;
+    o.w_s0 = w.w.l.strides[0];
+    o.w_s1 = w.w.l.strides[1];
   } else {
-    call(t, t.backend->iface->copy(t.exec.device, wsrc.get(), wdst.get(), t.exec.stream),
-         "conversion of wkv_b");
+    o.w = scratch;
+    o.w_s0 = w.dc;
+    o.w_s1 = 1;
+    View wdst;
+    window(wdst, o.w, w.w.l, DSK_DTYPE_F32, {w.rows, w.dc}, {w.dc, 1});
+    View wsrc;
+    window(wsrc, w.w.l.data, w.w.l, w.w.l.dtype_id, {w.rows, w.dc},
+           {w.w.l.strides[0], w.w.l.strides[1]});
+    if (w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN) {
+      View sc;
+      window(sc, w.scale.l.data, w.scale.l, DSK_DTYPE_F32, {w.scale.l.shape[0], w.scale.l.shape[1]},
+             {w.scale.l.strides[0], w.scale.l.strides[1]});
+      auto fn = entry(t, t.backend->iface->dequant_fp8, "dequant_fp8");
+      call(t, fn(&t.exec, wsrc.get(), sc.get(), wdst.get(), 1), "dequant_fp8 of wkv_b");
+    } else {
+      call(t, t.backend->iface->copy(t.exec.device, wsrc.get(), wdst.get(), t.exec.stream),
+           "conversion of wkv_b");
+    }
   }
   if (!convert_x) {
     o.x = x.l.data;

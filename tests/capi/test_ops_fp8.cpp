@@ -624,6 +624,44 @@ TEST_CASE("linear_fp8 equals dequantize-then-GEMM, for float x quantized here an
   }
 }
 
+TEST_CASE("linear_fp8 gives the bits of dequantizing both operands, then dsk_linear") {
+  // The CPU GEMM dequantizes the fp8 weight in registers; the values and the order of operations
+  // are those of dsk_dequant_fp8_weight followed by the f32 GEMM, so the bits agree.
+  CpuContext ctx;
+  for (int64_t m : {1, 3, 70}) {
+    for (int64_t k : {1, 100, 300}) {
+      CAPTURE(m);
+      CAPTURE(k);
+      const int64_t n = 200;
+      const int64_t kt = (k + 127) / 128;
+      Host w = from_f32(ctx, tile_values(n, k, 31), {n, k}, DSK_DTYPE_F32);
+      Host wq = host({n, k}, DSK_DTYPE_FP8_E4M3FN);
+      Host ws = host({2, kt}, DSK_DTYPE_F32);
+      Host wd = host({n, k}, DSK_DTYPE_F32);
+      Host x = from_f32(ctx, tile_values(m, k, 32), {m, k}, DSK_DTYPE_F32);
+      Host xq = host({m, k}, DSK_DTYPE_FP8_E4M3FN);
+      Host xs = host({m, kt}, DSK_DTYPE_F32);
+      Host xd = host({m, k}, DSK_DTYPE_F32);
+      Borrowed wv = w.view(), wqv = wq.view(), wsv = ws.view(), wdv = wd.view();
+      Borrowed xv = x.view(), xqv = xq.view(), xsv = xs.view(), xdv = xd.view();
+      REQUIRE(dsk_quant_fp8_weight(ctx, &wv, &wqv, &wsv, 0) == DSK_OK);
+      REQUIRE(dsk_dequant_fp8_weight(ctx, &wqv, &wsv, &wdv) == DSK_OK);
+      REQUIRE(dsk_quant_fp8_act(ctx, &xv, &xqv, &xsv, 0) == DSK_OK);
+      REQUIRE(dsk_dequant_fp8_act(ctx, &xqv, &xsv, &xdv) == DSK_OK);
+      for (int32_t y_id : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
+        CAPTURE(y_id);
+        Host y1 = host({m, n}, y_id);
+        Host y2 = host({m, n}, y_id);
+        Borrowed y1v = y1.view(), y2v = y2.view();
+        REQUIRE_MESSAGE(dsk_linear_fp8(ctx, &xqv, &xsv, &wqv, &wsv, &y1v, 0) == DSK_OK,
+                        dsk_last_error_message());
+        REQUIRE(dsk_linear(ctx, &xdv, &wdv, nullptr, &y2v) == DSK_OK);
+        CHECK(y1.bytes == y2.bytes);
+      }
+    }
+  }
+}
+
 TEST_CASE("linear_fp8 with K = 0 writes zeros and empty shapes do nothing") {
   CpuContext ctx;
   std::vector<uint8_t> none(1);

@@ -1,0 +1,36 @@
+// gemm.h - CPU GEMM entry points for other CPU ops (the backend table's gemm is in cpu/ops.h).
+#ifndef DSK_LIB_CPU_GEMM_H_
+#define DSK_LIB_CPU_GEMM_H_
+
+#include <stdint.h>
+
+namespace dsk {
+namespace cpu {
+
+// y = x @ dequant(w)^T for an fp8 e4m3fn weight w [n, k] with unit stride along k and its 128 x 128
+// block scales [ceil(n / 128), ceil(k / 128)]: each weight is dequantized in registers to the f32
+// value dsk_dequant_fp8_weight gives (e4m3fn_to_f32(q) * scale), then the GEMM's fixed order of
+// operations applies (cpu/gemm_tile.h), so y is the bits of dequantizing w first and calling the
+// GEMM. Strides are in elements; y may be f32, f16 or bf16. Throws dsk::Error.
+struct GemmFp8Weight {
+  const float* x = nullptr;  // [m, k], row-major
+  int64_t m = 0;
+  int64_t k = 0;
+  const uint8_t* w = nullptr;
+  int64_t n = 0;
+  int64_t w_s0 = 0;  // row stride of w
+  const float* scale = nullptr;
+  int64_t s_s0 = 0;
+  int64_t s_s1 = 0;
+  char* y = nullptr;  // [m, n]
+  int32_t y_dtype = 0;
+  int64_t y_s0 = 0;
+  int64_t y_s1 = 0;
+};
+
+void gemm_fp8_weight(const GemmFp8Weight& g);
+
+}  // namespace cpu
+}  // namespace dsk
+
+#endif  // DSK_LIB_CPU_GEMM_H_
