@@ -13,8 +13,15 @@
 // operations in the same order, across elements only exact reductions (max, argmax, counts); the
 // softmax sum is the header's canonical one either way. Tested equal to the scalar versions
 // (tests/core/test_moe_gate_entry.cpp).
+//
+// Sigmoid configs with f32 scores (V3) take the fast row where the CPU has AVX-512F/DQ and FMA
+// (moe_gate_score.h, moe_gate_row_fast_avx512): a cheap approximation of every score with a
+// proven error bound rules most experts out, and only the few that can still matter get the
+// exact det_sigmoid, so the picks, weights and flags keep the exact row's bits
+// (tests/core/test_moe_gate_fast.cpp); rows it cannot decide go through the exact row.
 #include <stdint.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -117,6 +124,17 @@ void moe_gate_select_scalar(const uint32_t* key, int32_t n, int32_t k, uint32_t*
   }
 }
 
+float moe_gate_fast_margin(float maxb) {
+  // c: the smallest integer with 2^(c - 1) >= 2 + maxb.
+  int32_t c = 1;
+  while (std::ldexp(1.0, c - 1) < 2.0 + static_cast<double>(maxb)) ++c;
+  const double u = std::ldexp(1.0, c - 23);
+  const double d = 2.0 * static_cast<double>(kMoeGateSigmoidApproxBound) + 3.0 * u;
+  float f = static_cast<float>(d);
+  if (static_cast<double>(f) < d) f = std::nextafter(f, 1.0f);
+  return f;
+}
+
 namespace {
 
 struct GateRun {
@@ -130,6 +148,9 @@ struct GateRun {
   int32_t group_size;
   bool grouped;  // a group stage runs (G > 1 and topk_group < G)
   moe::GateWeightMode mode;
+  // Step 5's quotients and products 16 lanes at a time (no bf16 rounding, k <= 16, contiguous
+  // aligned f32 weights, AVX-512F): the same IEEE operations per weight.
+  bool vector_weights;
 };
 
 // Per-thread buffers.
@@ -208,9 +229,14 @@ void finish_row(const GateRun& r, int64_t t, bool any_finite, const uint32_t* to
   } else {
     for (int32_t j = 0; j < k; ++j) store_id(r.ids, id_row, j, top_index[j]);
   }
-  for (int32_t j = 0; j < k; ++j) {
-    const float v = moe::gate_finish_weight(r.mode, wp[j], divisor);
-    std::memcpy(w_row + j * r.weights.strides[1] * 4, &v, sizeof(v));
+  if (r.vector_weights) {
+    moe_gate_finish_weights_avx512(wp, k, r.mode.renormalize, divisor, r.mode.scale,
+                                   reinterpret_cast<float*>(w_row));
+  } else {
+    for (int32_t j = 0; j < k; ++j) {
+      const float v = moe::gate_finish_weight(r.mode, wp[j], divisor);
+      std::memcpy(w_row + j * r.weights.strides[1] * 4, &v, sizeof(v));
+    }
   }
   if (r.has_flags) {
     const uint8_t f = moe::gate_row_flags(any_finite, finite_picks, k);
@@ -244,8 +270,70 @@ void gate_row(const GateRun& r, int64_t t, Scratch& sc) {
   finish_row(r, t, any_finite, sc.top_key.data(), sc.top_index.data(), sc.s.data());
 }
 
+// Row t's logits as f32: in place when they are aligned contiguous f32, else converted into x.
+const float* row_input(const GateRun& r, int64_t t, float* x) {
+  const Layout& lg = r.logits;
+  const auto le = static_cast<int64_t>(lg.elem_size);
+  const char* src = lg.data + t * lg.strides[0] * le;
+  if (lg.dtype_id == DSK_DTYPE_F32 && lg.strides[1] == 1 &&
+      reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
+    return reinterpret_cast<const float*>(src);
+  }
+  load_f32_row(lg.dtype_id, src, lg.strides[1] * le, x, r.p->num_experts);
+  return x;
+}
+
+// Rows [lo, hi) through the fast sigmoid row (plan.fast), three rows in flight: the group stage
+// and candidates of row t + 1 (moe_gate_row_fast_select), the exact tail of row t
+// (moe_gate_row_fast_finish) and the approximations of row t + 2 are issued one after the other:
+// the first two are chains of dependent operations that the CPU overlaps with each other and
+// with the third. A row the fast row cannot decide goes through the exact fused row. Rows stay
+// independent: the same bits as one row at a time.
+void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t hi) {
+  struct Slot {
+    alignas(64) float x[256];
+    alignas(64) float s[256];
+    MoeGateFastRow st;
+    const float* in;
+    bool ok;
+  };
+  auto slots = std::make_unique<Slot[]>(3);
+  alignas(64) uint32_t key[256];
+  alignas(64) uint32_t scratch[256];
+  uint32_t top_key[16];
+  int32_t top_index[16];
+  auto approx = [&](int64_t t) {
+    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
+    sl.in = row_input(r, t, sl.x);
+    moe_gate_row_fast_approx(plan, sl.in, sl.st);
+  };
+  auto select = [&](int64_t t) {
+    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
+    sl.ok = moe_gate_row_fast_select(plan, sl.in, sl.st);
+  };
+  approx(lo);
+  select(lo);
+  if (lo + 1 < hi) approx(lo + 1);
+  for (int64_t t = lo; t < hi; ++t) {
+    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
+    if (t + 1 < hi) select(t + 1);
+    bool any_finite = true;
+    if (sl.ok) {
+      moe_gate_row_fast_finish(plan, sl.in, sl.st, sl.s, top_key, top_index);
+    } else {
+      any_finite = moe_gate_row_avx512(plan, sl.in, sl.s, key, scratch, top_key, top_index);
+    }
+    if (t + 2 < hi) approx(t + 2);
+    finish_row(r, t, any_finite, top_key, top_index, sl.s);
+  }
+}
+
 // Rows [lo, hi) through the fused AVX-512 row.
 void fused_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t hi) {
+  if (plan.fast) {
+    fast_rows(r, plan, lo, hi);
+    return;
+  }
   const int32_t n = r.p->num_experts;
   alignas(64) float x[256];
   alignas(64) float s[256];
@@ -255,20 +343,13 @@ void fused_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_
   int32_t top_index[16];
   const Layout& lg = r.logits;
   const auto le = static_cast<int64_t>(lg.elem_size);
-  const bool direct = lg.dtype_id == DSK_DTYPE_F32 && lg.strides[1] == 1;
   const int64_t row_bytes = lg.strides[1] == 1 ? n * le : 0;
   for (int64_t t = lo; t < hi; ++t) {
     if (t + 2 < hi) {
       const char* next = lg.data + (t + 2) * lg.strides[0] * le;
       for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
     }
-    const char* src = lg.data + t * lg.strides[0] * le;
-    const float* in = x;
-    if (direct && reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
-      in = reinterpret_cast<const float*>(src);
-    } else {
-      load_f32_row(lg.dtype_id, src, lg.strides[1] * le, x, n);
-    }
+    const float* in = row_input(r, t, x);
     const bool any_finite = moe_gate_row_avx512(plan, in, s, key, scratch, top_key, top_index);
     finish_row(r, t, any_finite, top_key, top_index, s);
   }
@@ -330,6 +411,9 @@ dsk_status moe_gate(const dsk_exec* /*ex*/, const dsk_moe_gate_params* p, const 
     r.group_size = n / groups;
     r.grouped = groups > 1 && p->topk_group < groups;
     r.mode = moe::gate_weight_mode(p->score_func, p->renormalize, p->score_bf16, p->scale);
+    r.vector_weights = moe_gate_have_avx512() && !r.mode.bf16_steps && !r.mode.bf16_final &&
+                       k <= 16 && r.weights.strides[1] == 1 &&
+                       reinterpret_cast<uintptr_t>(r.weights.data) % alignof(float) == 0;
     // The fused AVX-512 row where the config fits it (moe_gate_avx512.cpp).
     auto plan = std::make_unique<MoeGateRowPlan>();
     const bool fused = moe_gate_row_plan_init(*plan, n, k, p->score_func, p->score_bf16,

@@ -10,6 +10,10 @@
 // do. Across elements only exact operations are used (max, comparisons, counts); the softmax sum
 // is the shared canonical one. Every function that uses AVX-512 carries the target attribute and
 // is only called after moe_gate_have_avx512().
+//
+// The fast sigmoid row at the end (moe_gate_row_fast_*; method and proof in moe_gate_score.h)
+// computes exact scores only for the experts an approximation cannot rule out; its picks are
+// the fused row's bit for bit.
 #include "common/moe_gate_row.h"
 #include "cpu/moe_gate_score.h"
 #include "dsk/dsk_moe.h"
@@ -337,6 +341,19 @@ DSK_GATE_AVX512 void moe_gate_select_avx512(const uint32_t* key, int32_t n, int3
 
 namespace {
 
+// The group packing tree (fused_groups, group_top2): lanes of (first source, second source) as
+// 0..31, the even and the odd w-lane chunks for w = 8, 4, 2, 1.
+alignas(64) const int32_t kPackEven[4][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+    {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+    {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
+    {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}};
+alignas(64) const int32_t kPackOdd[4][16] = {
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},
+    {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},
+    {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}};
+
 // Lanes holding a NaN or an infinity (vfpclassps: QNaN, +inf, -inf, SNaN).
 DSK_GATE_FUSED_INLINE __mmask16 f_nonfinite(__m512 v) { return _mm512_fpclass_ps_mask(v, 0x99); }
 
@@ -444,9 +461,10 @@ DSK_GATE_FUSED_INLINE void rank16(const uint32_t* ck, __m512i c0, int32_t count,
   }
 }
 
-// Step 3 on the keys in key [16 * nv]: group scores, the topk_group best groups, the other
-// groups' experts masked to kKeyNegInf.
-DSK_GATE_FUSED void fused_groups(const MoeGateRowPlan& p, int32_t nv, uint32_t* key) {
+// The two largest keys of each group (a multiset: a repeated maximum fills both; b only with
+// TOP2SUM) of the keys in key [E]: group g's in lane g of ga, gb.
+DSK_GATE_FUSED_INLINE void group_top2(const MoeGateRowPlan& p, const uint32_t* key, __m512i& ga,
+                                      __m512i& gb) {
   const int32_t groups = p.groups;
   const int32_t size = p.group_size;
   int32_t pow2 = 1;
@@ -471,20 +489,10 @@ DSK_GATE_FUSED void fused_groups(const MoeGateRowPlan& p, int32_t nv, uint32_t* 
   // second; group g ends in lane g.
   // Lanes of (first source, second source) as 0..31: the even and the odd w-lane chunks, for
   // w = 8, 4, 2, 1.
-  alignas(64) static const int32_t kEven[4][16] = {
-      {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-      {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
-      {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
-      {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}};
-  alignas(64) static const int32_t kOdd[4][16] = {
-      {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
-      {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},
-      {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},
-      {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}};
   int32_t count = pow2;
   for (int32_t level = 0; level < 4; ++level) {
-    const __m512i vx = _mm512_load_si512(kEven[level]);
-    const __m512i vy = _mm512_load_si512(kOdd[level]);
+    const __m512i vx = _mm512_load_si512(kPackEven[level]);
+    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
     const int32_t out = count > 1 ? count / 2 : 1;
     for (int32_t i = 0; i < out; ++i) {
       const int32_t i0 = count > 1 ? 2 * i : 0;
@@ -503,17 +511,62 @@ DSK_GATE_FUSED void fused_groups(const MoeGateRowPlan& p, int32_t nv, uint32_t* 
     }
     count = out;
   }
+  ga = a[0];
+  gb = b[0];
+}
+
+// The k first of the `count` (<= 32) candidates ck/ci (keys and indices in index order) in
+// selection order (moe::gate_before) into top_key/top_index.
+DSK_GATE_FUSED_INLINE void rank_picks(const uint32_t* ck, const int32_t* ci, int32_t count,
+                                      int32_t k, uint32_t* top_key, int32_t* top_index) {
+  const __m512i c0 = _mm512_maskz_loadu_epi32(lanes_from(0, count), ck);
+  __m512i r0;
+  alignas(64) int32_t rk[32];
+  uint32_t below;
+  if (count <= 16) {
+    rank16(ck, c0, count, r0);
+    _mm512_store_si512(rk, r0);
+    below = _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0, iset(static_cast<uint32_t>(k)));
+  } else {
+    const __m512i c1 = _mm512_maskz_loadu_epi32(lanes_from(16, count), ck + 16);
+    __m512i r1;
+    rank32(ck, c0, c1, count, r0, r1);
+    _mm512_store_si512(rk, r0);
+    _mm512_store_si512(rk + 16, r1);
+    below = static_cast<uint32_t>(_mm512_cmplt_epi32_mask(r0, iset(static_cast<uint32_t>(k)))) |
+            (static_cast<uint32_t>(_mm512_mask_cmplt_epi32_mask(lanes_from(16, count), r1,
+                                                                iset(static_cast<uint32_t>(k))))
+             << 16);
+  }
+  for (; below != 0; below &= below - 1) {
+    const int32_t i = __builtin_ctz(below);
+    top_key[rk[i]] = ck[i];
+    top_index[rk[i]] = ci[i];
+  }
+}
+
+// The topk_group best groups (a bit mask) from the two largest keys of each group.
+DSK_GATE_FUSED_INLINE uint32_t kept_groups(const MoeGateRowPlan& p, __m512i ga, __m512i gb) {
+  const int32_t groups = p.groups;
   const auto gmask = static_cast<__mmask16>((1u << groups) - 1u);
-  __m512i gk = a[0];
-  if (p.top2) gk = f_key(_mm512_add_ps(f_key_value(a[0]), f_key_value(b[0])));
+  __m512i gk = ga;
+  if (p.top2) gk = f_key(_mm512_add_ps(f_key_value(ga), f_key_value(gb)));
   gk = _mm512_maskz_mov_epi32(gmask, gk);
   alignas(64) uint32_t gks[16];
   _mm512_store_si512(gks, gk);
   __m512i rank;
   rank16(gks, gk, groups, rank);
-  const uint32_t kept = static_cast<uint32_t>(
+  return static_cast<uint32_t>(
       _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group))));
-  const __m512i kv_kept = iset(kept);
+}
+
+// Step 3 on the keys in key [16 * nv]: group scores, the topk_group best groups, the other
+// groups' experts masked to kKeyNegInf.
+DSK_GATE_FUSED void fused_groups(const MoeGateRowPlan& p, int32_t nv, uint32_t* key) {
+  __m512i ga;
+  __m512i gb;
+  group_top2(p, key, ga, gb);
+  const __m512i kv_kept = iset(kept_groups(p, ga, gb));
   for (int32_t v = 0; v < nv; ++v) {
     const __m512i g = _mm512_load_si512(p.gid + 16 * v);
     const __mmask16 keep = _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, g), iset(1));
@@ -542,11 +595,26 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
   plan.groups = groups;
   plan.group_size = num_experts / groups;
   plan.topk_group = topk_group;
+  plan.fast = false;
+  plan.fast_margin = 0.0f;
+  plan.vector_groups = plan.grouped && plan.group_size % 16 == 0;
+  for (int32_t v = 0; v < 16; ++v) {
+    plan.vgid[v] = plan.vector_groups && 16 * v < num_experts ? 16 * v / plan.group_size : 0;
+  }
   if (!have || num_experts > 256 || top_k > 16 || (plan.grouped && groups > 16)) return false;
+  float maxb = 0.0f;
+  bool bias_ok = true;
   for (int32_t e = 0; e < 256; ++e) {
     plan.bias[e] = bias != nullptr && e < num_experts ? bias[e] : 0.0f;
     plan.gid[e] = e < num_experts ? e / plan.group_size : 0;
+    const float ab = plan.bias[e] < 0.0f ? -plan.bias[e] : plan.bias[e];
+    bias_ok = bias_ok && ab <= kMoeGateFastMaxBias;  // false for NaN
+    maxb = ab > maxb ? ab : maxb;
   }
+  static const bool have_fma = __builtin_cpu_supports("fma");
+  plan.fast = have_fma && bias_ok && score_func == DSK_MOE_SCORE_SIGMOID && score_bf16 == 0 &&
+              num_experts % 16 == 0 && top_k <= num_experts;
+  if (plan.fast) plan.fast_margin = moe_gate_fast_margin(maxb);
   return true;
 }
 
@@ -643,31 +711,296 @@ DSK_GATE_FUSED bool moe_gate_row_avx512(const MoeGateRowPlan& p, const float* in
     select_rounds(key, n, k, scratch, top_key, top_index);
     return any != 0;
   }
-  const __m512i c0 = _mm512_maskz_loadu_epi32(lanes_from(0, count), ck);
-  __m512i r0;
-  alignas(64) int32_t rk[32];
-  uint32_t below;
-  if (count <= 16) {
-    rank16(ck, c0, count, r0);
-    _mm512_store_si512(rk, r0);
-    below = _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0, iset(static_cast<uint32_t>(k)));
-  } else {
-    const __m512i c1 = _mm512_maskz_loadu_epi32(lanes_from(16, count), ck + 16);
-    __m512i r1;
-    rank32(ck, c0, c1, count, r0, r1);
-    _mm512_store_si512(rk, r0);
-    _mm512_store_si512(rk + 16, r1);
-    below = static_cast<uint32_t>(_mm512_cmplt_epi32_mask(r0, iset(static_cast<uint32_t>(k)))) |
-            (static_cast<uint32_t>(_mm512_mask_cmplt_epi32_mask(lanes_from(16, count), r1,
-                                                                iset(static_cast<uint32_t>(k))))
-             << 16);
+  rank_picks(ck, ci, count, k, top_key, top_index);
+  return any != 0;
+}
+
+namespace {
+
+// group_top2 on floats (no NaN): the largest and, with TOP2SUM, the second largest value of each
+// group (a multiset) of v [E], group g's in lane g; -inf past the groups.
+DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v, __m512& ga,
+                                         __m512& gb) {
+  const int32_t groups = p.groups;
+  const int32_t size = p.group_size;
+  const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
+  int32_t pow2 = 1;
+  while (pow2 < groups) pow2 *= 2;
+  __m512 a[16];
+  __m512 b[16];
+  for (int32_t g = 0; g < pow2; ++g) {
+    a[g] = ninf;
+    b[g] = ninf;
+    if (g >= groups) continue;
+    const float* k = v + static_cast<int64_t>(g) * size;
+    a[g] = _mm512_mask_loadu_ps(ninf, lanes_from(0, size), k);
+    for (int32_t off = 16; off < size; off += 16) {
+      const __m512 kv = _mm512_mask_loadu_ps(ninf, lanes_from(off, size), k + off);
+      if (p.top2) b[g] = _mm512_max_ps(b[g], _mm512_min_ps(a[g], kv));
+      a[g] = _mm512_max_ps(a[g], kv);
+    }
   }
+  // The packing tree of group_top2.
+  int32_t count = pow2;
+  for (int32_t level = 0; level < 4; ++level) {
+    const __m512i vx = _mm512_load_si512(kPackEven[level]);
+    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
+    const int32_t out = count > 1 ? count / 2 : 1;
+    for (int32_t i = 0; i < out; ++i) {
+      const int32_t i0 = count > 1 ? 2 * i : 0;
+      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
+      __m512 xa = _mm512_permutex2var_ps(a[i0], vx, a[i1]);
+      const __m512 ya = _mm512_permutex2var_ps(a[i0], vy, a[i1]);
+      if (p.top2) {
+        const __m512 xb = _mm512_permutex2var_ps(b[i0], vx, b[i1]);
+        const __m512 yb = _mm512_permutex2var_ps(b[i0], vy, b[i1]);
+        b[i] = _mm512_max_ps(_mm512_min_ps(xa, ya), _mm512_max_ps(xb, yb));
+      }
+      a[i] = _mm512_max_ps(xa, ya);
+    }
+    count = out;
+  }
+  ga = a[0];
+  gb = b[0];
+}
+
+// Exact scores of the `count` experts listed in idx [count] (logits in, finite): s and the keys
+// of s' = s + b into cs, ck [count rounded up to 16], with moe_gate_row_avx512's operations.
+DSK_GATE_FUSED_INLINE void exact_listed(const MoeGateRowPlan& p, const float* in,
+                                        const int32_t* idx, int32_t count, float* cs,
+                                        uint32_t* ck) {
+  for (int32_t c = 0; c < count; c += 16) {
+    const __mmask16 m = lanes_from(c, count);
+    const __m512i vi = _mm512_maskz_loadu_epi32(m, idx + c);
+    const __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vi, in, 4);
+    const __m512 neg =
+        _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), iset(0x80000000u)));
+    const __m512 sc = _mm512_div_ps(vset(1.0f), _mm512_add_ps(vset(1.0f), f_det_exp(neg)));
+    __m512 sp = sc;
+    if (p.has_bias) {
+      sp = _mm512_add_ps(sc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vi, p.bias, 4));
+    }
+    _mm512_store_ps(cs + c, sc);
+    _mm512_store_si512(ck + c, _mm512_maskz_mov_epi32(m, f_key(sp)));  // 0 past count
+  }
+}
+
+}  // namespace
+
+// Pass 1 of the fast row: u = fl(sigmoid_approx(x) + b) of every expert into st.ua, and whether
+// some logit is not finite. Kept out of the exact code's functions: only this approximation is
+// built with FMA (its bound is measured on this very code), the exact operations never are.
+__attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
+    const MoeGateRowPlan& p, const float* in, MoeGateFastRow& st) {
+  const int32_t nv = p.num_experts / 16;
+  __mmask16 bad = 0;
+  for (int32_t v = 0; v < nv; ++v) {
+    const __m512 x = _mm512_loadu_ps(in + 16 * v);
+    bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(x, 0x99));
+    _mm512_store_ps(st.ua + 16 * v,
+                    _mm512_add_ps(avx512::sigmoid_approx(x), _mm512_load_ps(p.bias + 16 * v)));
+  }
+  st.bad = bad != 0;
+}
+
+// See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in ua; the
+// candidates of each stage are listed (indices in increasing order) and scored exactly from the
+// list (gathers), so no exact value makes a round trip through per-expert memory.
+DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const float* in,
+                                             MoeGateFastRow& st) {
+  const int32_t nv = p.num_experts / 16;
+  const int32_t k = p.top_k;
+  const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
+  const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  if (st.bad) return false;
+  const float* ua = st.ua;
+  const __m512 margin = vset(p.fast_margin);
+  int32_t* li = st.li;
+  alignas(64) float cs[256 + 16];
+  alignas(64) uint32_t ck[256 + 16];
+  uint32_t kept_bits = 0xFFFFu;
+  bool groups_open = p.grouped;
+  __m512 ga = ninf;
+  __m512 gb = ninf;
+  if (p.grouped) {
+    // The groups from u alone when that is safe. The j-th largest value of a group moves by at
+    // most max |s' - u| <= E1 between u and s', so the exact group score S (fl of the sum of the
+    // two largest s', or the largest) and G, the same of u, differ by at most
+    // 2 E1 + 2 (U / 2) = 2 delta + 3 U = D (MAX: E1 <= D); the sums stay below 2^c. If the
+    // topk_group-th largest G exceeds the next by more than 2.5 D (in double, exact to far below
+    // 0.5 D), every kept group's S exceeds every other group's S: the exact stage keeps the same
+    // groups, without a tie.
+    group_top2_ps(p, ua, ga, gb);
+    const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
+    const __m512 gv = p.top2 ? _mm512_add_ps(ga, gb) : ga;
+    const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
+    alignas(64) uint32_t gks[16];
+    _mm512_store_si512(gks, gkey);
+    __m512i rank;
+    rank16(gks, gkey, p.groups, rank);
+    const auto kept = static_cast<__mmask16>(
+        _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group))));
+    const double gap =
+        static_cast<double>(_mm512_mask_reduce_min_ps(kept, gv)) -
+        static_cast<double>(_mm512_mask_reduce_max_ps(static_cast<__mmask16>(gmask & ~kept), gv));
+    if (gap > 2.5 * static_cast<double>(p.fast_margin)) {
+      kept_bits = kept;
+      groups_open = false;
+    }
+  }
+  if (groups_open) {
+    // Group stage: R = the 2nd largest (TOP2SUM) or the largest u of the group; the candidates
+    // u >= fl(R - D) are listed and scored exactly, and each group's two largest exact keys
+    // among its candidates are the group's (gate_top2_push over the list, in index order).
+    const __m512 gt = _mm512_sub_ps(p.top2 ? gb : ga, margin);
+    int32_t count = 0;
+    __m512i ids = lane_id;
+    for (int32_t v = 0; v < nv; ++v) {
+      const __m512 thr = _mm512_permutexvar_ps(_mm512_load_si512(p.gid + 16 * v), gt);
+      const __mmask16 c = _mm512_cmp_ps_mask(_mm512_load_ps(ua + 16 * v), thr, _CMP_GE_OQ);
+      _mm512_storeu_si512(li + count, _mm512_maskz_compress_epi32(c, ids));
+      count += __builtin_popcount(c);
+      ids = _mm512_add_epi32(ids, iset(16));
+    }
+    exact_listed(p, in, li, count, cs, ck);
+    uint32_t a[16];
+    uint32_t b[16];
+    for (int32_t g = 0; g < p.groups; ++g) {
+      a[g] = moe::kKeyTaken;
+      b[g] = moe::kKeyTaken;
+    }
+    for (int32_t i = 0; i < count; ++i) {
+      const int32_t g = p.gid[li[i]];
+      moe::gate_top2_push(ck[i], a[g], b[g]);
+    }
+    uint32_t gk[16];
+    for (int32_t g = 0; g < p.groups; ++g) gk[g] = p.top2 ? moe::gate_top2_key(a[g], b[g]) : a[g];
+    // topk_group rounds of argmax, the lower group on ties (group_stage of moe_gate.cpp).
+    kept_bits = 0;
+    for (int32_t round = 0; round < p.topk_group; ++round) {
+      int32_t best = 0;
+      for (int32_t g = 1; g < p.groups; ++g) best = gk[g] > gk[best] ? g : best;
+      gk[best] = moe::kKeyTaken;
+      kept_bits |= 1u << best;
+    }
+  }
+  // Top k: R = tau, a value that k distinct kept experts reach with their u. With k == 2 topk_group
+  // (TOP2SUM) or k == topk_group, the kept groups' two largest (or largest) u are k distinct
+  // experts: tau = the smallest of them. Otherwise the k-th largest of the column maxima of u over
+  // the kept experts (-inf when fewer than k columns hold a kept expert: then every kept expert is
+  // a candidate).
+  // Kept experts: whole vectors when groups are multiples of 16 (only those are visited, the
+  // set bits of kvec), else lane masks.
+  __mmask16 kept[16];
+  uint32_t kvec = (1u << nv) - 1u;
+  if (p.vector_groups) {
+    kvec &= _mm512_test_epi32_mask(_mm512_srlv_epi32(iset(kept_bits), _mm512_load_si512(p.vgid)),
+                                   iset(1));
+    for (int32_t v = 0; v < nv; ++v) kept[v] = 0xFFFFu;
+  } else {
+    const __m512i kv_kept = iset(kept_bits);
+    for (int32_t v = 0; v < nv; ++v) {
+      const __m512i g = _mm512_load_si512(p.gid + 16 * v);
+      kept[v] = _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, g), iset(1));
+    }
+  }
+  const int32_t tg = p.topk_group;
+  __m512 thr;
+  if (p.grouped && (k == tg || (p.top2 && k == 2 * tg))) {
+    const auto km = static_cast<__mmask16>(kept_bits & ((1u << p.groups) - 1u));
+    const float tv = _mm512_mask_reduce_min_ps(km, k == tg ? ga : gb);
+    thr = _mm512_sub_ps(vset(tv), margin);
+  } else {
+    __m512 cm = ninf;
+    for (uint32_t m = kvec; m != 0; m &= m - 1) {
+      const int32_t v = __builtin_ctz(m);
+      cm = _mm512_mask_max_ps(cm, kept[v], cm, _mm512_load_ps(ua + 16 * v));
+    }
+    alignas(64) uint32_t sorted[16];
+    _mm512_store_si512(sorted, sort16_desc(f_key(cm)));
+    const uint32_t tau = sorted[k - 1];
+    thr = tau == moe::kKeyNegInf ? ninf : _mm512_sub_ps(vset(moe::gate_key_value(tau)), margin);
+  }
+  int32_t count = 0;
+  for (uint32_t m = kvec; m != 0; m &= m - 1) {
+    const int32_t v = __builtin_ctz(m);
+    const __mmask16 c =
+        _mm512_mask_cmp_ps_mask(kept[v], _mm512_load_ps(ua + 16 * v), thr, _CMP_GE_OQ);
+    _mm512_storeu_si512(li + count,
+                        _mm512_maskz_compress_epi32(
+                            c, _mm512_add_epi32(lane_id, iset(16u * static_cast<uint32_t>(v)))));
+    count += __builtin_popcount(c);
+  }
+  st.count = count;
+  return count <= kMoeGateFastMaxCandidates;
+}
+
+DSK_GATE_FUSED void moe_gate_row_fast_finish(const MoeGateRowPlan& p, const float* in,
+                                             const MoeGateFastRow& st, float* s, uint32_t* top_key,
+                                             int32_t* top_index) {
+  const int32_t k = p.top_k;
+  const int32_t count = st.count;
+  const int32_t* li = st.li;
+  alignas(64) float cs[256 + 16];
+  alignas(64) uint32_t ck[256 + 16];
+  exact_listed(p, in, li, count, cs, ck);
+  if (count > 16) {
+    rank_picks(ck, li, count, k, top_key, top_index);
+    for (int32_t i = 0; i < count; ++i) s[li[i]] = cs[i];
+    return;
+  }
+  // rank16 with a fixed trip count (the keys past count are 0 and never count), then the k
+  // picks with the exact scores the weights read: no branch depends on the row's data.
+  const __m512i c0 = _mm512_load_si512(ck);
+  const __m512i one = iset(1);
+  __m512i r0 = _mm512_setzero_si512();
+  for (int32_t j = 0; j < 16; ++j) {
+    const __m512i bj = _mm512_set1_epi32(static_cast<int32_t>(ck[j]));
+    const auto le0 = static_cast<__mmask16>(j >= 15 ? 0xFFFFu : (2u << j) - 1u);
+    r0 = _mm512_mask_add_epi32(
+        r0, _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(c0, le0, c0, one)), r0, one);
+  }
+  alignas(64) int32_t rk[16];
+  _mm512_store_si512(rk, r0);
+  uint32_t below =
+      _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0, iset(static_cast<uint32_t>(k)));
   for (; below != 0; below &= below - 1) {
     const int32_t i = __builtin_ctz(below);
     top_key[rk[i]] = ck[i];
-    top_index[rk[i]] = ci[i];
+    top_index[rk[i]] = li[i];
+    s[li[i]] = cs[i];
   }
-  return any != 0;
+}
+
+bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float* s,
+                              uint32_t* /*key*/, uint32_t* top_key, int32_t* top_index) {
+  MoeGateFastRow st;
+  moe_gate_row_fast_approx(plan, in, st);
+  if (!moe_gate_row_fast_select(plan, in, st)) return false;
+  moe_gate_row_fast_finish(plan, in, st, s, top_key, top_index);
+  return true;
+}
+
+// Only where the CPU has AVX-512F/DQ and FMA (the tests ask moe_gate_row_plan_init first).
+__attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_sigmoid_approx(const float* x,
+                                                                             int64_t n,
+                                                                             float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, avx512::sigmoid_approx(_mm512_loadu_ps(x + i)));
+  }
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << static_cast<uint32_t>(n - i)) - 1u);
+    _mm512_mask_storeu_ps(out + i, m, avx512::sigmoid_approx(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+DSK_GATE_AVX512 void moe_gate_finish_weights_avx512(const float* w, int32_t k, bool renormalize,
+                                                    float divisor, float scale, float* out) {
+  const __mmask16 m = lanes_from(0, k);
+  __m512 v = _mm512_maskz_loadu_ps(m, w);
+  if (renormalize) v = _mm512_div_ps(v, vset(divisor));
+  _mm512_mask_storeu_ps(out, m, _mm512_mul_ps(v, vset(scale)));
 }
 
 bool moe_gate_have_avx512() {
@@ -694,6 +1027,15 @@ void moe_gate_select_avx512(const uint32_t* key, int32_t n, int32_t k, uint32_t*
 
 bool moe_gate_have_avx512() { return false; }
 
+void moe_gate_finish_weights_avx512(const float* w, int32_t k, bool renormalize, float divisor,
+                                    float scale, float* out) {
+  for (int32_t j = 0; j < k; ++j) {
+    out[j] = (StrictF32{renormalize ? (StrictF32{w[j]} / StrictF32{divisor}).v : w[j]} *
+              StrictF32{scale})
+                 .v;
+  }
+}
+
 bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t top_k,
                             int32_t score_func, int32_t score_bf16, const float* bias,
                             int32_t groups, int32_t topk_group, bool top2) {
@@ -713,6 +1055,29 @@ bool moe_gate_row_avx512(const MoeGateRowPlan& /*plan*/, const float* /*in*/, fl
                          uint32_t* /*key*/, uint32_t* /*scratch*/, uint32_t* /*top_key*/,
                          int32_t* /*top_index*/) {
   return false;
+}
+
+bool moe_gate_row_fast_avx512(const MoeGateRowPlan& /*plan*/, const float* /*in*/, float* /*s*/,
+                              uint32_t* /*key*/, uint32_t* /*top_key*/, int32_t* /*top_index*/) {
+  return false;
+}
+
+void moe_gate_row_fast_approx(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
+                              MoeGateFastRow& st) {
+  st.bad = true;
+}
+
+bool moe_gate_row_fast_select(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
+                              MoeGateFastRow& /*st*/) {
+  return false;
+}
+
+void moe_gate_row_fast_finish(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
+                              const MoeGateFastRow& /*st*/, float* /*s*/, uint32_t* /*top_key*/,
+                              int32_t* /*top_index*/) {}
+
+void moe_gate_sigmoid_approx(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = det_sigmoid(x[i]);
 }
 
 #endif

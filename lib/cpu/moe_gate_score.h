@@ -69,7 +69,26 @@ struct MoeGateRowPlan {
   int32_t topk_group;
   alignas(64) float bias[256];   // zero past E (and everywhere without a bias)
   alignas(64) int32_t gid[256];  // the group of each expert
+  // The fast sigmoid row (moe_gate_row_fast_avx512) applies: sigmoid scores in f32, every bias
+  // finite with |b| <= kMoeGateFastMaxBias, E % 16 == 0, k <= 16.
+  bool fast;
+  float fast_margin;             // D of moe_gate_row_fast_avx512, for this plan's biases
+  bool vector_groups;            // a group stage runs and groups are whole vectors (size % 16 == 0)
+  alignas(64) int32_t vgid[16];  // with vector_groups: the group of vector v (experts 16 v ..)
 };
+
+// The proven bound on |avx512::sigmoid_approx(x) - det_sigmoid(x)| over every finite f32 x:
+// 2^-12 = 2.44e-4, over 5x the largest error measured on all 2^32 bit patterns (4.58e-5,
+// tests/core/test_moe_gate_fast.cpp, which checks the bound in CI on every 97th pattern).
+constexpr float kMoeGateSigmoidApproxBound = 0x1p-12f;
+// Larger biases (or non-finite ones) send every row to the exact row.
+constexpr float kMoeGateFastMaxBias = 1e3f;
+// The candidate count above which the fast row gives up (ties; the exact row runs).
+constexpr int32_t kMoeGateFastMaxCandidates = 32;
+
+// D for the largest |bias| maxb (see moe_gate_row_fast_avx512): 2 delta + 3 U, with U = 2^(c - 23)
+// and c = ceil(log2(2 + maxb)) + 1, rounded up to f32.
+float moe_gate_fast_margin(float maxb);
 
 // Fills the plan; returns false when the fused row cannot run (config too large, or no
 // AVX-512F/DQ on this CPU).
@@ -83,6 +102,72 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
 // is finite (before the group stage). The same bits as the scalar steps.
 bool moe_gate_row_avx512(const MoeGateRowPlan& plan, const float* in, float* s, uint32_t* key,
                          uint32_t* scratch, uint32_t* top_key, int32_t* top_index);
+
+// The same picks for plan.fast rows with far fewer exact sigmoids: returns false (having decided
+// nothing) when the row must go through moe_gate_row_avx512 instead: a non-finite logit, or more
+// than kMoeGateFastMaxCandidates candidates for the top k. When it returns true, the row has a
+// finite s' everywhere (the "any finite" of moe_gate_row_avx512 is true), top_key/top_index are
+// bitwise moe_gate_row_avx512's and s holds the exact scores at least at the picks.
+//
+// Method and proof. a_e = avx512::sigmoid_approx(x_e) has |a_e - s_e| <= delta (s_e =
+// det_sigmoid(x_e), delta = kMoeGateSigmoidApproxBound), and u_e = fl(a_e + b_e) approximates the
+// exact selection score s'_e = fl(s_e + b_e). Every value involved (a_e + b_e, s_e + b_e, u_e, s'_e
+// and u - D below) has magnitude below 2^c with c = ceil(log2(2 + maxb)) + 1, so each rounding
+// errs by at most U / 2, U = 2^(c - 23). Hence
+//   |u_e - s'_e| <= |fl(a + b) - (a + b)| + |a - s| + |(s + b) - fl(s + b)| <= delta + U =: E1.
+// Given a reference value R reached by at least r experts (u >= R), the threshold
+// T = fl(R - D) with D = 2 delta + 3 U satisfies T <= R - D + U / 2, so an expert with u_e < T has
+//   s'_e <= u_e + E1 < T + E1 <= R - delta - 1.5 U < R - E1,
+// while each of the r experts has s' >= R - E1: s'_e is STRICTLY below r distinct experts'
+// exact scores, so it is neither among the r largest values nor tied with them.
+//  - Group stage, first from u alone: the j-th largest value of a group moves by at most
+//    max |s' - u| <= E1 between u and s', so a group's exact score S (fl of the sum of its two
+//    largest s', or its largest) and G, the same computed from u, differ by at most
+//    2 E1 + U / 2 + U / 2 = D. When the topk_group-th largest G exceeds the next one by more
+//    than 2.5 D (evaluated in double: its error is far below 0.5 D), every kept group's S is
+//    strictly above every other group's S, so the exact stage keeps the same groups.
+//    Otherwise (about 5% of random V3 rows) exactly: R = the group's 2nd largest u (TOP2SUM,
+//    r = 2) or largest (MAX, r = 1); only the candidates u >= T get the exact sigmoid, and the
+//    group score from the candidates' exact keys is the full computation's (its two largest /
+//    its largest s' are candidates); the groups are then chosen as in moe_gate.cpp.
+//  - Top k: R = tau, a value k distinct kept experts reach with their u: with k == 2 topk_group
+//    (TOP2SUM; V3) or k == topk_group, the smallest of the kept groups' two largest (largest) u;
+//    otherwise the k-th largest of the column maxima of u over the kept experts. The candidates
+//    u >= T of kept groups get exact scores and are ranked by (exact key, index); a
+//    non-candidate is strictly below k of them, so the k picks are the full computation's, in
+//    the same order.
+// Exact scores are computed only for listed candidates (their indices compressed into a list,
+// the logits and biases gathered), with moe_gate_row_avx512's operations (no FMA in those
+// functions; only moe_gate_row_fast_approx is built with FMA). Comparisons of u against T are
+// float comparisons (no NaN: non-finite logits sent the row away before).
+bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float* s, uint32_t* key,
+                              uint32_t* top_key, int32_t* top_index);
+
+// The fast row in three phases, so that a caller can overlap rows (each phase ends in a chain of
+// dependent operations): moe_gate_row_fast_approx (u of every expert),
+// moe_gate_row_fast_select (group stage, the list of top-k candidates; false: the exact row must
+// run) and moe_gate_row_fast_finish (their exact scores, the ranking, s at the picks).
+// moe_gate_row_fast_avx512 is the three in a row.
+struct MoeGateFastRow {
+  alignas(64) float ua[256];         // u = fl(a + b) per expert
+  alignas(64) int32_t li[256 + 16];  // the top-k candidates in increasing order
+  int32_t count;
+  bool bad;  // a non-finite logit
+};
+// Pass 1 (u of every expert); then select (false: the exact row must run), then finish.
+void moe_gate_row_fast_approx(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
+bool moe_gate_row_fast_select(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
+void moe_gate_row_fast_finish(const MoeGateRowPlan& plan, const float* in, const MoeGateFastRow& st,
+                              float* s, uint32_t* top_key, int32_t* top_index);
+
+// Step 5's last operations for k <= 16 weights without bf16 rounding, 16 at a time:
+// out[j] = (w[j] / divisor when renormalizing) * scale, each one IEEE operation as in
+// moe::gate_finish_weight. Call only when moe_gate_have_avx512().
+void moe_gate_finish_weights_avx512(const float* w, int32_t k, bool renormalize, float divisor,
+                                    float scale, float* out);
+
+// avx512::sigmoid_approx on n values (tests: the approximation bound).
+void moe_gate_sigmoid_approx(const float* x, int64_t n, float* out);
 
 }  // namespace cpu
 }  // namespace dsk

@@ -827,3 +827,92 @@ TEST_SUITE("moe_gate") {
     CHECK(mismatches == 0);
   }
 }
+
+TEST_SUITE("moe_gate") {
+  TEST_CASE("moe gate: V3 through the fast sigmoid row equals a naive selection, any T") {
+    // The V3 config takes the fast row (lib/cpu/moe_gate_score.h) wherever the CPU has it; its
+    // rows are pipelined three deep, so T = 0, 1, 2, 3 and a large T, rows the fast row hands
+    // to the exact row (NaN, inf, ties) between ordinary ones, and 1 or 2 threads all go
+    // through the public entry and must give the naive selection's bits.
+    Config c;
+    c.e = 256;
+    c.k = 8;
+    c.groups = 8;
+    c.topk_group = 4;
+    c.score = DSK_MOE_SCORE_SIGMOID;
+    c.top2sum = 1;
+    c.renorm = 1;
+    c.scale = 2.5f;
+    std::mt19937 rng(65536);
+    std::normal_distribution<float> unit(0.0f, 1.0f);
+    std::vector<float> bias(static_cast<size_t>(c.e));
+    for (float& b : bias) b = 0.05f * unit(rng);
+    const char* old = std::getenv("DSK_NUM_THREADS");
+    const std::string saved = old != nullptr ? old : "";
+    for (const int64_t t : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, int64_t{65536}}) {
+      std::vector<float> lg(static_cast<size_t>(t * c.e));
+      for (int64_t r = 0; r < t; ++r) {
+        float* row = lg.data() + r * c.e;
+        const int kind = static_cast<int>(r % 7);
+        for (int32_t e = 0; e < c.e; ++e) {
+          float v = unit(rng);
+          if (kind == 1) v *= 2.0f;                         // N(0, 4)
+          if (kind == 2) v = dsk::moe::gate_round_bf16(v);  // the bf16 grid
+          if (kind == 3) v = std::round(v * 2.0f) / 2.0f;   // ties
+          if (kind == 4) v *= 100.0f;                       // extreme
+          row[e] = v;
+        }
+        if (kind == 5) row[rng() % 256] = (r / 7) % 2 ? kNaN : kInf;
+        if (kind == 6 && (r / 7) % 3 == 0) {
+          for (int32_t e = 0; e < c.e; ++e) row[e] = kNaN;
+        }
+      }
+      const Result want = naive(c, lg, bias);
+      for (const char* threads : {"1", "2"}) {
+        setenv("DSK_NUM_THREADS", threads, 1);
+        check_same(run(c, lg, bias), want,
+                   "T " + std::to_string(t) + ", " + threads + " thread(s)");
+        // Equal biases (ties between experts with equal logits) and no bias.
+        if (t <= 3) {
+          const std::vector<float> flat(static_cast<size_t>(c.e), 0.125f);
+          check_same(run(c, lg, flat), naive(c, lg, flat), "equal biases");
+          check_same(run(c, lg), naive(c, lg, {}), "no bias");
+        }
+      }
+    }
+    if (old != nullptr) {
+      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
+    } else {
+      unsetenv("DSK_NUM_THREADS");
+    }
+
+    // bf16 logits (widened row by row before the fast row) and weights with a column stride of
+    // 2 (the scalar weight loop) give the bits of f32 logits holding the same values.
+    const int64_t t = 333;
+    std::vector<float> lg(static_cast<size_t>(t * c.e));
+    std::vector<uint16_t> lg16(lg.size());
+    for (size_t i = 0; i < lg.size(); ++i) {
+      lg16[i] = dsk::f32_to_bf16(2.0f * unit(rng));
+      lg[i] = dsk::bf16_to_f32(lg16[i]);
+    }
+    const Result want = naive(c, lg, bias);
+    check_same(run(c, lg, bias), want, "f32 logits on the bf16 grid");
+    std::vector<int32_t> ids(static_cast<size_t>(t * c.k), -7);
+    std::vector<float> w(static_cast<size_t>(2 * t * c.k), -7.0f);
+    std::vector<uint8_t> flags(static_cast<size_t>(t), 0xEE);
+    std::vector<float> b = bias;
+    HostTensor lt(lg16.data(), kBF16, {t, c.e}, {c.e, 1});
+    HostTensor bt(b.data(), kF32, {c.e}, {1});
+    HostTensor it(ids.data(), kI32, {t, c.k}, {c.k, 1});
+    HostTensor wt(w.data(), kF32, {t, c.k}, {2 * c.k, 2});
+    HostTensor ft(flags.data(), kU8, {t}, {1});
+    const dsk_moe_gate_params p = c.params();
+    dsk_exec ex{};
+    require_ok(dsk::cpu::moe_gate(&ex, &p, lt.dl(), bt.dl(), it.dl(), wt.dl(), ft.dl()));
+    Result got;
+    got.ids.assign(ids.begin(), ids.end());
+    for (int64_t i = 0; i < t * c.k; ++i) got.weights.push_back(w[static_cast<size_t>(2 * i)]);
+    got.flags = flags;
+    check_same(got, want, "bf16 logits, strided weights");
+  }
+}
