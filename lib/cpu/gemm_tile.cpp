@@ -25,7 +25,7 @@
 // The helpers below pass and return vectors by value; they have internal linkage and are always
 // inlined into one clone, so GCC's note that such vectors change the calling convention without
 // AVX-512 does not apply (it is emitted at the end of the file, so the pragma stays in force).
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__)  // GCC and Clang
 #  pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 

@@ -50,7 +50,7 @@
 // always inlined into one clone, so the psabi note about calling conventions does not apply.
 // GCC emits it at the end of the translation unit, so the pragma stays in force to the end (this
 // file has nothing after the helpers but their users).
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__)  // GCC and Clang
 #  pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
