@@ -6,7 +6,8 @@
 // v = alpha * sum (+ beta * C) (+ bias), rounded once to D's dtype.
 //
 // Operands are read in place when the kernel can: A rows of f32 with unit stride along K, B
-// columns of f32 or bf16 with unit stride along K (a linear layer's [N, K] weight). Anything
+// columns of f32, bf16 or (gemm_fp8_weight) block-scaled fp8 with unit stride along K (a linear
+// layer's [N, K] weight), and for at most kRowTileRows rows a B with unit stride along N. Anything
 // else (f16, other strides) is converted exactly into f32 rows first (lib/common/convert.h).
 // Blocks of kBlockRows x kBlockCols outputs run k blocks of kBlockK, keeping the lane sums in a
 // buffer between k blocks, so A and B blocks stay in cache however large K is; blocking never

@@ -47,9 +47,10 @@ DSK_GT_INLINE V16 load_f32(const float* p) {
   return v;
 }
 
-// How a clone reads B: f32, or bf16 widened in one of two equivalent ways (bf16 is the top half
-// of an f32, so both are exact): a zero-extension and shift, or interleaving zero halves, which
-// AVX-512BW does in one permute where GCC splits the zero-extension into four steps.
+// How a clone reads B: f32; bf16 widened in one of two equivalent ways (bf16 is the top half of an
+// f32, so both are exact): a zero-extension and shift, or interleaving zero halves, which
+// AVX-512BW does in one permute where GCC splits the zero-extension into four steps; or fp8
+// e4m3fn codes (load_e4m3) times their 128-k block's scale.
 enum BType { kF32 = 0, kBf16Shift = 1, kBf16Interleave = 2, kFp8 = 3 };
 
 template <int BT>
