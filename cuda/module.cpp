@@ -40,6 +40,7 @@ const dsk_backend_iface kCudaIface = {
     dequant_fp8,
     linear_fp8,
     linear_fp8_kernel,
+    nullptr,  // gemm_fp8_weight: libdsk dequantizes the weight, then gemm (cuBLAS)
     rmsnorm,
     swiglu,
     rope,

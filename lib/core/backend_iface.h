@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 // Bump whenever a field of dsk_backend_iface changes meaning or position.
-#define DSK_BACKEND_IFACE_VERSION 5
+#define DSK_BACKEND_IFACE_VERSION 6
 
 // Directions for dsk_backend_iface::memcpy.
 #define DSK_MEMCPY_HOST_TO_DEVICE 1
@@ -201,6 +201,16 @@ typedef struct dsk_backend_iface {
   // DSK_FP8_KERNEL_* that linear_fp8 runs on `device`, or -status (< 0) with a message for
   // last_error() when the device cannot be queried.
   int32_t (*linear_fp8_kernel)(int32_t device);
+  // D[b] = A[b] @ B[b] as the gemm entry computes it (alpha 1, beta 0, no bias), for A [Bt, M, K]
+  // and D [Bt, M, N] of float dtypes and an fp8 e4m3fn B [Bt, K, N] that is a strided view into a
+  // weight W with 128 x 128 block scales `scales` [ceil(R / 128), ceil(C / 128)] f32: B[b, k, n]
+  // is W's element (row, col) with row = row0 + b * row_step + (k_is_row ? k : n) and
+  // col = (k_is_row ? n : k), taken as e4m3fn_to_f32(q) * scales[row / 128, col / 128] rounded to
+  // f32 (dsk_dequant_fp8_weight's value): the bits of dequantizing W first and calling gemm. May
+  // be NULL; libdsk then dequantizes W into scratch (the MLA absorb ops' per-head weights).
+  dsk_status (*gemm_fp8_weight)(const dsk_exec* ex, const DLTensor* a, const DLTensor* b,
+                                const DLTensor* scales, int64_t row0, int64_t row_step,
+                                int32_t k_is_row, const DLTensor* d);
 
   // RMSNorm over rows [R, D]; residual/residual_out NULL for the plain form.
   dsk_status (*rmsnorm)(const dsk_exec* ex, const DLTensor* x, const DLTensor* residual,

@@ -12,6 +12,7 @@
 #include "core/registry.h"
 #include "cpu/backend_guard.h"
 #include "cpu/elementwise.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "dsk/dsk_ops.h"
 
@@ -125,6 +126,7 @@ const dsk_backend_iface kCpuIface = {
     cpu::dequant_fp8,
     cpu::linear_fp8,
     cpu_linear_fp8_kernel,
+    cpu::gemm_fp8_weight_view,
     cpu::rmsnorm,
     cpu::swiglu,
     cpu::rope,

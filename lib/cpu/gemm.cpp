@@ -114,11 +114,21 @@ void load_line(const char* src, int64_t step, int32_t dtype, float* dst, int64_t
 
 struct Problem {
   Operand a, b, c, d;
-  // An fp8 e4m3fn B (gemm_fp8_weight): its scale of (k, column n) is at b_scale + (n / 128) *
-  // b_scale_s0 + (k / 128) * b_scale_s1 (f32 elements).
+  // An fp8 e4m3fn B (gemm_fp8_weight, gemm_fp8_weight_view) is a view into a block-scaled
+  // weight: B[b, k, n]'s scale is b_scale[((n + n_off(b)) / 128) * sc_n + ((k + k_off(b)) / 128) *
+  // sc_k] (f32 elements), the offsets placing batch b's view in the weight's 128 x 128 grid.
   const float* b_scale = nullptr;
-  int64_t b_scale_s0 = 0;
-  int64_t b_scale_s1 = 0;
+  int64_t sc_n = 0;
+  int64_t sc_k = 0;
+  int64_t n_off0 = 0, n_off_step = 0;
+  int64_t k_off0 = 0, k_off_step = 0;
+  int64_t n_off(int64_t batch_index) const { return n_off0 + batch_index * n_off_step; }
+  int64_t k_off(int64_t batch_index) const { return k_off0 + batch_index * k_off_step; }
+  bool fp8() const { return b.dtype == DSK_DTYPE_FP8_E4M3FN; }
+  // Scales of column n (of batch b) start here: add ((k + k_off(b)) / 128) * sc_k.
+  const float* scale_col(int64_t batch_index, int64_t col) const {
+    return b_scale + (col + n_off(batch_index)) / 128 * sc_n;
+  }
   bool has_c = false;
   std::vector<float> bias;  // [N] in f32, empty when none
   float alpha = 1.0f;
@@ -174,11 +184,11 @@ const float* rows_of_a(const Problem& p, int64_t b, int64_t r0, int64_t nr, std:
   return buf.data();
 }
 
-// B's columns are read in place by block(): f32, bf16 or (with scales) fp8 with unit stride along
-// K.
+// B's columns are read in place by block(): f32, bf16 or fp8 with unit stride along K (fp8 when
+// every batch's k = 0 starts a 128-k scale block, as the column tiles count k blocks from 0).
 bool cols_of_b_direct(const Problem& p) {
-  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16 ||
-          (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && p.b_scale != nullptr)) &&
+  const bool fp8_ok = p.fp8() && p.k_off0 % 128 == 0 && p.k_off_step % 128 == 0;
+  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16 || fp8_ok) &&
          (p.b.stride[1] == 1 || p.k == 1);
 }
 
@@ -188,13 +198,15 @@ struct BCols {
   int64_t ld = 0;              // bytes from one column to the next
   int type = kGemmBF32;        // GemmBType
   int64_t c0 = 0;
+  int64_t b = 0;  // the batch (fp8 scales)
 };
 
 // An fp8 B is dequantized in registers for up to this many rows of A per worker, and into an f32
 // block once per column block beyond (where the conversion would be repeated for every 4 rows).
 constexpr int64_t kFp8InPlaceRows = 4;
 
-// Columns [c0, c0 + nc) of fp8 B dequantized to f32 (the values of e4m3fn_to_f32(q) * scale).
+// Columns [c0, c0 + nc) of fp8 B dequantized to f32 (the values of e4m3fn_to_f32(q) * scale), any
+// strides.
 void dequant_cols(const Problem& p, int64_t b, int64_t c0, int64_t nc, float* out) {
   static const std::array<float, 256> table = [] {
     std::array<float, 256> t{};
@@ -203,12 +215,13 @@ void dequant_cols(const Problem& p, int64_t b, int64_t c0, int64_t nc, float* ou
     return t;
   }();
   const int64_t k = p.k;
+  const int64_t k_off = p.k_off(b);
   for (int64_t j = 0; j < nc; ++j) {
     const auto* q = reinterpret_cast<const uint8_t*>(p.b.at(b, 0, c0 + j));
-    const float* srow = p.b_scale + (c0 + j) / 128 * p.b_scale_s0;
+    const float* srow = p.scale_col(b, c0 + j);
     float* o = out + j * k;
     for (int64_t kk = 0; kk < k; ++kk) {
-      o[kk] = table[q[kk * p.b.stride[1]]] * srow[kk / 128 * p.b_scale_s1];
+      o[kk] = table[q[kk * p.b.stride[1]]] * srow[(kk + k_off) / 128 * p.sc_k];
     }
   }
 }
@@ -220,7 +233,8 @@ BCols cols_of_b(const Problem& p, int64_t b, int64_t c0, int64_t nc, int64_t row
   const int64_t k = p.k;
   BCols out;
   out.c0 = c0;
-  if (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && rows > kFp8InPlaceRows) {
+  out.b = b;
+  if (p.fp8() && (rows > kFp8InPlaceRows || !cols_of_b_direct(p))) {
     buf.resize(static_cast<size_t>(nc * k));
     dequant_cols(p, b, c0, nc, buf.data());
     out.data = reinterpret_cast<const char*>(buf.data());
@@ -280,12 +294,14 @@ void block(const GemmTileKernel& kern, const Problem& p, const float* a, int64_t
     g.last = kb + g.kc >= k;
     g.ld = nc;
     g.k0 = kb;
-    g.b_scale_step = p.b_scale_s1;
+    g.b_scale_step = p.sc_k;
     for (int64_t j0 = 0; j0 < nc; j0 += tc) {
       const int cols = static_cast<int>(std::min(tc, nc - j0));
       for (int j = 0; j < cols; ++j) {
         g.b[j] = bc.data + (j0 + j) * bc.ld + kb * belem;
-        if (bc.type == kGemmBFp8) g.b_scale[j] = p.b_scale + (bc.c0 + j0 + j) / 128 * p.b_scale_s0;
+        if (bc.type == kGemmBFp8) {
+          g.b_scale[j] = p.scale_col(bc.b, bc.c0 + j0 + j) + p.k_off(bc.b) / 128 * p.sc_k;
+        }
       }
       for (int64_t i0 = 0; i0 < nr; i0 += tr) {
         const int rows = static_cast<int>(std::min(tr, nr - i0));
@@ -302,9 +318,11 @@ void block(const GemmTileKernel& kern, const Problem& p, const float* a, int64_t
 // place by row tiles; with more rows its columns are converted once per column block instead.
 constexpr int64_t kRowTileRows = 4;
 
-// B is read in place by row tiles: f32 or bf16, unit stride along N but not along K.
+// B is read in place by row tiles: f32, bf16 or fp8 with unit stride along N but not along K (fp8
+// when every 16 columns a tile reads share a scale: the views start on a multiple of 16 columns).
 bool rows_of_b_direct(const Problem& p) {
-  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16) && p.k > 1 &&
+  const bool fp8_ok = p.fp8() && p.n_off0 % 16 == 0 && p.n_off_step % 16 == 0;
+  return (p.b.dtype == DSK_DTYPE_F32 || p.b.dtype == DSK_DTYPE_BF16 || fp8_ok) && p.k > 1 &&
          p.b.stride[1] != 1 && (p.b.stride[2] == 1 || p.n == 1);
 }
 
@@ -316,13 +334,16 @@ void row_block(const GemmTileKernel& kern, const Problem& p, int64_t b, const fl
   g.k = p.k;
   float sums[kGemmLanes];
   g.sums = sums;
-  const bool bf16 = p.b.dtype == DSK_DTYPE_BF16;
+  const int type = p.b.dtype == DSK_DTYPE_BF16 ? kGemmBBf16 : p.fp8() ? kGemmBFp8 : kGemmBF32;
+  g.b_scale_step = p.sc_k;
+  g.k_phase = p.k_off(b) % 128;
   for (int64_t j0 = 0; j0 < nc; j0 += kGemmLanes) {
     g.cols = static_cast<int>(std::min(kGemmLanes, nc - j0));
     g.b = p.b.at(b, 0, c0 + j0);
+    if (type == kGemmBFp8) g.b_scale = p.scale_col(b, c0 + j0) + p.k_off(b) / 128 * p.sc_k;
     for (int64_t i = 0; i < nr; ++i) {
       g.a = a + i * a_ld;
-      kern.run_row(g, bf16);
+      kern.run_row(g, type);
       std::memcpy(t + i * nc + j0, sums, static_cast<size_t>(g.cols) * sizeof(float));
     }
   }
@@ -339,8 +360,7 @@ void work(const Problem& p, int64_t b0, int64_t b1, int64_t m0, int64_t m1, int6
   std::vector<float> t(static_cast<size_t>(kBlockRows * kBlockCols));
   const bool row_tiles = m1 - m0 <= kRowTileRows && rows_of_b_direct(p);
   const bool convert_b =
-      p.k > 0 && !row_tiles &&
-      (!cols_of_b_direct(p) || (p.b.dtype == DSK_DTYPE_FP8_E4M3FN && m1 - m0 > kFp8InPlaceRows));
+      p.k > 0 && !row_tiles && (!cols_of_b_direct(p) || (p.fp8() && m1 - m0 > kFp8InPlaceRows));
   for (int64_t b = b0; b < b1; ++b) {
     if (p.k == 0) {
       for (int64_t r = m0; r < m1; r += kBlockRows) {
@@ -425,6 +445,15 @@ void run(const Problem& p) {
   run_shares(threads, part);
 }
 
+// Batch, M, N and K from D and A; whether there is anything to compute.
+bool take_sizes(Problem& p) {
+  p.batch = p.d.shape[0];
+  p.m = p.d.shape[1];
+  p.n = p.d.shape[2];
+  p.k = p.a.shape[2];
+  return p.batch != 0 && p.m != 0 && p.n != 0;
+}
+
 }  // namespace
 
 dsk_status gemm(const dsk_exec* /*ex*/, const DLTensor* a, const DLTensor* b, const DLTensor* c,
@@ -438,11 +467,7 @@ dsk_status gemm(const dsk_exec* /*ex*/, const DLTensor* a, const DLTensor* b, co
     if (p.has_c) p.c = operand(c);
     p.alpha = alpha;
     p.beta = beta;
-    p.batch = p.d.shape[0];
-    p.m = p.d.shape[1];
-    p.n = p.d.shape[2];
-    p.k = p.a.shape[2];
-    if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+    if (!take_sizes(p)) return;
     if (bias != nullptr) {
       const Operand bo = operand(bias);
       p.bias.resize(static_cast<size_t>(p.n));
@@ -477,14 +502,41 @@ void gemm_fp8_weight(const GemmFp8Weight& g) {
   p.b = matrix(g.w, DSK_DTYPE_FP8_E4M3FN, g.k, g.n, 1, g.w_s0);  // B = w^T
   p.d = matrix(g.y, g.y_dtype, g.m, g.n, g.y_s0, g.y_s1);
   p.b_scale = g.scale;
-  p.b_scale_s0 = g.s_s0;
-  p.b_scale_s1 = g.s_s1;
+  p.sc_n = g.s_s0;
+  p.sc_k = g.s_s1;
   p.batch = 1;
   p.m = g.m;
   p.n = g.n;
   p.k = g.k;
   if (p.m == 0 || p.n == 0) return;
   run(p);
+}
+
+dsk_status gemm_fp8_weight_view(const dsk_exec* /*ex*/, const DLTensor* a, const DLTensor* b,
+                                const DLTensor* scales, int64_t row0, int64_t row_step,
+                                int32_t k_is_row, const DLTensor* d) noexcept {
+  return guarded([&] {
+    Problem p;
+    p.a = operand(a);
+    p.b = operand(b);
+    p.d = operand(d);
+    const Operand sc = operand(scales);
+    p.b_scale = reinterpret_cast<const float*>(sc.data);
+    // Weight rows run along k or along n of B.
+    if (k_is_row != 0) {
+      p.sc_k = sc.stride[1];
+      p.sc_n = sc.stride[2];
+      p.k_off0 = row0;
+      p.k_off_step = row_step;
+    } else {
+      p.sc_n = sc.stride[1];
+      p.sc_k = sc.stride[2];
+      p.n_off0 = row0;
+      p.n_off_step = row_step;
+    }
+    if (!take_sizes(p)) return;
+    run(p);
+  });
 }
 
 }  // namespace cpu

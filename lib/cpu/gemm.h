@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "core/backend_iface.h"
+
 namespace dsk {
 namespace cpu {
 
@@ -29,6 +31,12 @@ struct GemmFp8Weight {
 };
 
 void gemm_fp8_weight(const GemmFp8Weight& g);
+
+// The backend table's gemm_fp8_weight entry (lib/core/backend_iface.h): batched D[b] = A[b] @ B[b]
+// for an fp8 B viewed out of a block-scaled weight, dequantized in registers the same way.
+dsk_status gemm_fp8_weight_view(const dsk_exec* ex, const DLTensor* a, const DLTensor* b,
+                                const DLTensor* scales, int64_t row0, int64_t row_step,
+                                int32_t k_is_row, const DLTensor* d) noexcept;
 
 }  // namespace cpu
 }  // namespace dsk

@@ -218,8 +218,17 @@ DSK_GT_INLINE void tile_any(const GemmTile& t, int mr, int nr) {
   }
 }
 
+// Row k of B's 16 (or n) columns; an fp8 row times its scale (columns past n hold whatever: only
+// the first n sums are kept).
 template <int BT>
-DSK_GT_INLINE V16 load_b_row(const char* p, int n) {
+DSK_GT_INLINE V16 load_b_row(const GemmRowTile& t, const char* p, int64_t k, int n) {
+  if (BT == kFp8) {
+    const float s = t.b_scale[((t.k_phase + k) >> 7) * t.b_scale_step];
+    if (n == 16) return load_e4m3(p) * s;
+    char q[16] = {};
+    memcpy(q, p, static_cast<size_t>(n));
+    return load_e4m3(q) * s;
+  }
   if (n == 16) return BT != kF32 ? load_bf16<BT>(p) : load_f32(reinterpret_cast<const float*>(p));
   return load_b_tail<BT>(p, 0, n);
 }
@@ -232,14 +241,14 @@ DSK_GT_INLINE void row_tile(const GemmRowTile& t) {
   const char* b = t.b;
   for (int64_t k0 = 0; k0 < full; k0 += kGemmLanes) {
     for (int l = 0; l < 16; ++l) {
-      acc[l] = acc[l] + t.a[k0 + l] * load_b_row<BT>(b, t.cols);
+      acc[l] = acc[l] + t.a[k0 + l] * load_b_row<BT>(t, b, k0 + l, t.cols);
       b += t.b_ld;
     }
   }
   // The tail: lanes past K add +0 * +0 in GemmTile, which turns a -0 sum into +0.
   for (int l = 0; l < 16; ++l) {
     if (full + l < t.k) {
-      acc[l] = acc[l] + t.a[full + l] * load_b_row<BT>(b, t.cols);
+      acc[l] = acc[l] + t.a[full + l] * load_b_row<BT>(t, b, full + l, t.cols);
       b += t.b_ld;
     } else if (full < t.k) {
       acc[l] = acc[l] + V16{};
@@ -255,9 +264,11 @@ DSK_GT_INLINE void row_tile(const GemmRowTile& t) {
 }
 
 template <int BF16_TYPE>
-DSK_GT_INLINE void row_any(const GemmRowTile& t, bool b_bf16) {
-  if (b_bf16) {
+DSK_GT_INLINE void row_any(const GemmRowTile& t, int b_type) {
+  if (b_type == kGemmBBf16) {
     row_tile<BF16_TYPE>(t);
+  } else if (b_type == kGemmBFp8) {
+    row_tile<kFp8>(t);
   } else {
     row_tile<kF32>(t);
   }
@@ -279,22 +290,22 @@ DSK_GT_INLINE void run_any(const GemmTile& t, int mr, int nr, int b_type) {
 void run_base(const GemmTile& t, int mr, int nr, int b_type) {
   run_any<1, 2, kBf16Shift>(t, mr, nr, b_type);
 }
-void row_base(const GemmRowTile& t, bool b_bf16) { row_any<kBf16Shift>(t, b_bf16); }
+void row_base(const GemmRowTile& t, int b_type) { row_any<kBf16Shift>(t, b_type); }
 
 #if DSK_GT_X86
 __attribute__((target("avx2"))) void run_avx2(const GemmTile& t, int mr, int nr, int b_type) {
   run_any<2, 2, kBf16Shift>(t, mr, nr, b_type);
 }
-__attribute__((target("avx2"))) void row_avx2(const GemmRowTile& t, bool b_bf16) {
-  row_any<kBf16Shift>(t, b_bf16);
+__attribute__((target("avx2"))) void row_avx2(const GemmRowTile& t, int b_type) {
+  row_any<kBf16Shift>(t, b_type);
 }
 
 __attribute__((target("avx512f,avx512bw"))) void run_avx512(const GemmTile& t, int mr, int nr,
                                                             int b_type) {
   run_any<4, 6, kBf16Interleave>(t, mr, nr, b_type);
 }
-__attribute__((target("avx512f,avx512bw"))) void row_avx512(const GemmRowTile& t, bool b_bf16) {
-  row_any<kBf16Interleave>(t, b_bf16);
+__attribute__((target("avx512f,avx512bw"))) void row_avx512(const GemmRowTile& t, int b_type) {
+  row_any<kBf16Interleave>(t, b_type);
 }
 #endif
 

@@ -49,11 +49,16 @@ struct GemmTile {
 // column j is acc_l[j]), so every element gets exactly the operations of GemmTile.
 struct GemmRowTile {
   const float* a = nullptr;  // the row; unit stride along k
-  const char* b = nullptr;   // B[0, j0] (f32 or bf16)
+  const char* b = nullptr;   // B[0, j0] (f32, bf16 or fp8)
   int64_t b_ld = 0;          // bytes from B[k, j] to B[k + 1, j]
   int64_t k = 0;
   int cols = 16;          // 1..16
   float* sums = nullptr;  // sums[j], j < cols
+  // fp8 B: the 16 columns share one scale per 128 rows of the weight; row k's is
+  // b_scale[((k_phase + k) >> 7) * b_scale_step] (k_phase: k = 0's offset in its 128-row block).
+  const float* b_scale = nullptr;
+  int64_t b_scale_step = 0;
+  int64_t k_phase = 0;
 };
 
 struct GemmTileKernel {
@@ -61,7 +66,7 @@ struct GemmTileKernel {
   int rows;          // the register tile it is fastest with
   int cols;
   void (*run)(const GemmTile& t, int mr, int nr, int b_type);  // b_type: GemmBType
-  void (*run_row)(const GemmRowTile& t, bool b_bf16);
+  void (*run_row)(const GemmRowTile& t, int b_type);           // GemmBType
 };
 
 // The fastest kernel this CPU runs.

@@ -8,6 +8,7 @@
 // inputs), where its special cases do not occur. Across lanes only exact operations are used:
 // integer maxima of keys, comparisons of scores and first-lane picks, so the (score, id) and
 // (key, id) winners are the scalar ones. Philox is pure 32-bit integer arithmetic.
+#include "common/convert.h"
 #include "common/sampling_math.h"
 #include "cpu/sample_row.h"
 #include "dsk/dsk_dtype.h"
@@ -191,19 +192,61 @@ DSK_SAMPLE_INLINE __m512i key_of(__m512 x) {
   return _mm512_xor_si512(u, _mm512_or_si512(sign, iset(0x80000000u)));
 }
 
+// A 16-bit order key of bf16 bits, 32 lanes: 0x8000 + the sign-magnitude value as a two's
+// complement integer, so -0 and +0 share the key 0x8000 (as x + 0 makes them one in key_of) and
+// the order is the order of the values; NaN lands above key(+inf) = 0xFF80 or below
+// key(-inf) = 0x0080.
+DSK_SAMPLE_INLINE __m512i bf16_key16(__m512i u) {
+  const __m512i sm = _mm512_srai_epi16(u, 15);
+  const __m512i mag = _mm512_and_si512(u, _mm512_set1_epi16(0x7FFF));
+  const __m512i v = _mm512_sub_epi16(_mm512_xor_si512(mag, sm), sm);
+  return _mm512_xor_si512(v, _mm512_set1_epi16(static_cast<int16_t>(0x8000)));
+}
+
+// The f32 key (key_of) of the bf16 value whose bf16_key16 is k.
+inline uint32_t key32_of_key16(uint32_t k) {
+  const auto v = static_cast<int32_t>(k) - 0x8000;  // the two's complement value
+  const uint32_t bits = v < 0 ? 0x8000u | static_cast<uint32_t>(-v) : static_cast<uint32_t>(v);
+  return sample_key(bf16_to_f32(static_cast<uint16_t>(bits)));
+}
+
+// The largest of 32 unsigned 16-bit lanes.
+DSK_SAMPLE_INLINE uint32_t max_epu16(__m512i v) {
+  __m256i m = _mm256_max_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i x = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  // minpos finds the smallest of 8 lanes: of the complements, i.e. the largest.
+  x = _mm_minpos_epu16(_mm_xor_si128(x, _mm_set1_epi32(-1)));
+  return 0xFFFFu - static_cast<uint32_t>(_mm_extract_epi16(x, 0));
+}
+
 // Keys of x + 0 (which turns -0 into +0 and changes nothing else): sign-magnitude to unsigned
 // order. NaN lanes get keys above key(+inf) or below key(-inf); they only set `bad` (a bad row's
-// block maxima are never used).
+// block maxima are never used). Whole bf16 blocks without a mask take their maximum over 16-bit
+// keys, 32 tokens a vector (the same maximum: both keys follow the values' order).
 template <int kDtype>
 DSK_SAMPLE_AVX512 void pass1_avx(const DenseRow& r, int64_t b0, int64_t b1, uint32_t* bmax,
                                  bool& bad_out) {
   __mmask16 bad = 0;
+  __mmask32 bad16 = 0;
   const int64_t full_blocks = r.vocab / kBlock;
   const __m512i lo_key = iset(0x007FFFFFu);              // key(-inf)
   const __m512i span = iset(0xFF800000u - 0x007FFFFFu);  // key(+inf) - key(-inf)
+  const __m512i lo_key16 = _mm512_set1_epi16(0x0080);
+  const __m512i span16 = _mm512_set1_epi16(static_cast<int16_t>(0xFF80 - 0x0080));
+  static_assert(kBlock == 64, "a bf16 block is two vectors of 32");
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t lo = b * kBlock;
     __m512i bk = _mm512_setzero_si512();
+    if (kDtype == DSK_DTYPE_BF16 && r.mask == nullptr && b < full_blocks) {
+      const char* p = r.x + 2 * lo;
+      const __m512i k0 = bf16_key16(_mm512_loadu_si512(p));
+      const __m512i k1 = bf16_key16(_mm512_loadu_si512(p + 64));
+      bad16 = static_cast<__mmask32>(
+          bad16 | _mm512_cmpge_epu16_mask(_mm512_sub_epi16(k0, lo_key16), span16) |
+          _mm512_cmpge_epu16_mask(_mm512_sub_epi16(k1, lo_key16), span16));
+      bmax[b] = key32_of_key16(max_epu16(_mm512_max_epu16(k0, k1)));
+      continue;
+    }
     if (r.mask == nullptr && b < full_blocks) {
       for (int v = 0; v < 4; ++v) {
         const __m512i key =
@@ -228,7 +271,7 @@ DSK_SAMPLE_AVX512 void pass1_avx(const DenseRow& r, int64_t b0, int64_t b1, uint
     }
     bmax[b] = _mm512_reduce_max_epu32(bk);
   }
-  if (bad != 0) bad_out = true;
+  if (bad != 0 || bad16 != 0) bad_out = true;
 }
 
 // Upper bounds of the Gumbel value of a word (sample_gumbel is nondecreasing in word >> 9:

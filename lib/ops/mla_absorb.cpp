@@ -2,12 +2,15 @@
 // the backend's gemm entry: wkv_b [H * (dn + dv), Dc] is read in place through strides (W_UK[h]
 // and W_UV[h] are row blocks of it), so no weight is copied unless it must change dtype.
 //
-// A weight whose dtype differs from the activations' (fp8 with block scales, or another float
-// type) is dequantized/converted exactly to f32 in scratch — the context workspace when it is large
-// enough, else memory allocated for the call — and the activations with it, so the GEMMs multiply
-// the exact w = q * scale in f32 (an f32 weight is read in place, only the activations converted).
-// (DeepSeek-V3's reference rounds the dequantized weight to bf16 first; dsk keeps the header's "f32
-// products, one rounding" rule instead.)
+// An fp8 wkv_b with block scales goes to the backend's gemm_fp8_weight entry where it has one (the
+// CPU): each weight is dequantized as the GEMM reads it, so a decode step no longer converts the
+// whole weight (at DeepSeek-V3's sizes 16.8 M values per layer) to multiply it by a few tokens.
+// Otherwise a weight whose dtype differs from the activations' (fp8, or another float type) is
+// dequantized/converted exactly to f32 in scratch — the context workspace when it is large enough,
+// else memory allocated for the call — and the activations with it. Either way the GEMMs multiply
+// the exact w = q * scale in f32 with the same bits (an f32 weight is read in place, only the
+// activations converted). (DeepSeek-V3's reference rounds the dequantized weight to bf16 first; dsk
+// keeps the header's "f32 products, one rounding" rule instead.)
 #include <stdint.h>
 
 #include "common/convert.h"
@@ -175,6 +178,35 @@ void batched_gemm(const Target& t, const Operands& o, const DLTensor* a, const D
   call(t, fn(&ex, a, b, nullptr, nullptr, d, 1.0f, 0.0f), "gemm");
 }
 
+// The backend multiplies by an fp8 wkv_b in place (gemm_fp8_weight).
+bool fp8_in_place(const Target& t, const Weight& w) {
+  return w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN && t.backend->iface->gemm_fp8_weight != nullptr;
+}
+
+// D[h] = A[h] @ B[h] for every head with B[h] the `rows` rows of the fp8 wkv_b from row
+// row0 + h * per_head: [rows, Dc] when k_is_row, else its transpose [Dc, rows].
+void fp8_batched_gemm(const Target& t, const Weight& w, const DLTensor* a, int64_t row0,
+                      int64_t rows, bool k_is_row, const DLTensor* d) {
+  const int64_t heads = w.rows / w.per_head;
+  const int64_t s0 = w.w.l.strides[0];
+  const int64_t s1 = w.w.l.strides[1];
+  View b;
+  if (k_is_row) {
+    window(b, w.w.l.data + row0 * s0, w.w.l, DSK_DTYPE_FP8_E4M3FN, {heads, rows, w.dc},
+           {w.per_head * s0, s0, s1});
+  } else {
+    window(b, w.w.l.data + row0 * s0, w.w.l, DSK_DTYPE_FP8_E4M3FN, {heads, w.dc, rows},
+           {w.per_head * s0, s1, s0});
+  }
+  View sc;
+  window(sc, w.scale.l.data, w.scale.l, DSK_DTYPE_F32, {w.scale.l.shape[0], w.scale.l.shape[1]},
+         {w.scale.l.strides[0], w.scale.l.strides[1]});
+  call(t,
+       t.backend->iface->gemm_fp8_weight(&t.exec, a, b.get(), sc.get(), row0, w.per_head,
+                                         k_is_row ? 1 : 0, d),
+       "gemm_fp8_weight");
+}
+
 void check_activation(const Arg& a) {
   check_ndim(a, 3);
   check_float(a);
@@ -202,6 +234,16 @@ void mla_absorb_q(dsk_context& ctx, const DLTensor* q_nope_t, const DLTensor* wk
   }
   const Target t = target(ctx, {&q, &w.w, &w.scale, &ql});
   if (tokens == 0) return;
+  if (fp8_in_place(t, w)) {
+    View a;
+    window(a, q.l.data, q.l, q.l.dtype_id, {heads, tokens, dn},
+           {q.l.strides[1], q.l.strides[0], q.l.strides[2]});
+    View d;
+    window(d, ql.l.data, ql.l, ql.l.dtype_id, {heads, tokens, w.dc},
+           {ql.l.strides[1], ql.l.strides[0], ql.l.strides[2]});
+    fp8_batched_gemm(t, w, a.get(), 0, dn, true, d.get());
+    return;
+  }
   Operands opd = operands(ctx, t, w, q);
   View a;
   window(a, opd.x, q.l, opd.dtype_id, {heads, tokens, dn},
@@ -239,6 +281,16 @@ void mla_absorb_out(dsk_context& ctx, const DLTensor* o_latent_t, const DLTensor
   }
   const Target t = target(ctx, {&ol, &w.w, &w.scale, &o});
   if (tokens == 0) return;
+  if (fp8_in_place(t, w)) {
+    View a;
+    window(a, ol.l.data, ol.l, ol.l.dtype_id, {heads, tokens, w.dc},
+           {ol.l.strides[1], ol.l.strides[0], ol.l.strides[2]});
+    View d;
+    window(d, o.l.data, o.l, o.l.dtype_id, {heads, tokens, dv},
+           {o.l.strides[1], o.l.strides[0], o.l.strides[2]});
+    fp8_batched_gemm(t, w, a.get(), dn, dv, false, d.get());
+    return;
+  }
   Operands opd = operands(ctx, t, w, ol);
   const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
   View a;
@@ -299,26 +351,35 @@ void mla_decompress_kv(dsk_context& ctx, const DLTensor* c_kv_t, const DLTensor*
   check_no_overlap(k, v);
   const Target t = target(ctx, {&c, &pe, &w.w, &w.scale, &k, &v});
   if (tokens == 0) return;
-  Operands opd = operands(ctx, t, w, c);
-  const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
-  // The latent is shared by every head: batch stride 0.
-  View a;
-  window(a, opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
-         {0, opd.x_strides[0], opd.x_strides[1]});
-  View bk;
-  window(bk, opd.w, w.w.l, opd.dtype_id, {heads, w.dc, dn},
-         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
   View dk;
   window(dk, k.l.data, k.l, k.l.dtype_id, {heads, tokens, dn},
          {k.l.strides[1], k.l.strides[0], k.l.strides[2]});
-  batched_gemm(t, opd, a.get(), bk.get(), dk.get());
-  View bv;
-  window(bv, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
-         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
   View dvw;
   window(dvw, v.l.data, v.l, v.l.dtype_id, {heads, tokens, dv},
          {v.l.strides[1], v.l.strides[0], v.l.strides[2]});
-  batched_gemm(t, opd, a.get(), bv.get(), dvw.get());
+  Operands opd;
+  if (fp8_in_place(t, w)) {
+    // The latent is shared by every head: batch stride 0.
+    View a;
+    window(a, c.l.data, c.l, c.l.dtype_id, {heads, tokens, w.dc},
+           {0, c.l.strides[0], c.l.strides[1]});
+    fp8_batched_gemm(t, w, a.get(), 0, dn, false, dk.get());
+    fp8_batched_gemm(t, w, a.get(), dn, dv, false, dvw.get());
+  } else {
+    opd = operands(ctx, t, w, c);
+    const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
+    View a;
+    window(a, opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
+           {0, opd.x_strides[0], opd.x_strides[1]});
+    View bk;
+    window(bk, opd.w, w.w.l, opd.dtype_id, {heads, w.dc, dn},
+           {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+    batched_gemm(t, opd, a.get(), bk.get(), dk.get());
+    View bv;
+    window(bv, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
+           {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+    batched_gemm(t, opd, a.get(), bv.get(), dvw.get());
+  }
   if (pe.present && dr > 0) {
     // k[t, h, dn:] = k_pe[t, :] for every head (source head stride 0).
     View src;

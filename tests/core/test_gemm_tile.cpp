@@ -123,48 +123,74 @@ TEST_CASE("core.gemm_tile row tiles over a B with unit stride along N give the s
   std::mt19937 rng(6);
   std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
   std::uniform_int_distribution<int> expo(-12, 12);
+  std::uniform_int_distribution<int> code(0, 255);
   for (int q = 0; q < count; ++q) {
     const GemmTileKernel& kern = *kernels[q];
     CAPTURE(kern.name);
-    for (bool bf16 : {false, true}) {
+    for (int btype : {dsk::cpu::kGemmBF32, dsk::cpu::kGemmBBf16, dsk::cpu::kGemmBFp8}) {
       for (int64_t k : {1, 2, 15, 16, 33, 300}) {
         for (int cols : {1, 5, 16}) {
-          CAPTURE(bf16);
-          CAPTURE(k);
-          CAPTURE(cols);
-          const int64_t ldb = cols + 3;  // B [k, ldb] row-major, columns [0, cols) used
-          std::vector<float> a(static_cast<size_t>(k));
-          std::vector<float> b(static_cast<size_t>(k * ldb));
-          std::vector<uint16_t> bh(b.size());
-          for (float& v : a) v = std::ldexp(mant(rng), expo(rng));
-          // Exact zeros of both signs too: a lane sum of -0 products must come out as the
-          // column tiles give it.
-          for (size_t i = 0; i < b.size(); ++i) {
-            b[i] = i % 7 == 3 ? -0.0f : std::ldexp(mant(rng), expo(rng));
-            bh[i] = dsk::f32_to_bf16(b[i]);
-            if (bf16) b[i] = dsk::bf16_to_f32(bh[i]);
+          // fp8: row k's scale is that of weight row k_phase + k's 128-row block.
+          for (int64_t k_phase : {0, 77}) {
+            if (btype != dsk::cpu::kGemmBFp8 && k_phase != 0) continue;
+            CAPTURE(btype);
+            CAPTURE(k);
+            CAPTURE(cols);
+            CAPTURE(k_phase);
+            const int64_t ldb = cols + 3;  // B [k, ldb] row-major, columns [0, cols) used
+            std::vector<float> a(static_cast<size_t>(k));
+            std::vector<float> b(static_cast<size_t>(k * ldb));
+            std::vector<uint16_t> bh(b.size());
+            std::vector<uint8_t> bq(b.size());
+            // Scales 2 apart in memory (b_scale_step), one per 128 weight rows.
+            const int64_t step = 2;
+            std::vector<float> scales(static_cast<size_t>((k_phase + k + 127) / 128 * step));
+            for (float& v : scales) v = std::ldexp(mant(rng), expo(rng));
+            for (float& v : a) v = std::ldexp(mant(rng), expo(rng));
+            // Exact zeros of both signs too: a lane sum of -0 products must come out as the
+            // column tiles give it.
+            for (size_t i = 0; i < b.size(); ++i) {
+              b[i] = i % 7 == 3 ? -0.0f : std::ldexp(mant(rng), expo(rng));
+              bh[i] = dsk::f32_to_bf16(b[i]);
+              if (btype == dsk::cpu::kGemmBBf16) b[i] = dsk::bf16_to_f32(bh[i]);
+              if (btype == dsk::cpu::kGemmBFp8) {
+                // Every finite code (NaN codes 0x7F / 0xFF would make every sum NaN).
+                int c = code(rng);
+                if ((c & 0x7F) == 0x7F) c ^= 1;
+                bq[i] = static_cast<uint8_t>(c);
+                const int64_t row = static_cast<int64_t>(i) / ldb;
+                b[i] = dsk::e4m3fn_to_f32(bq[i]) *
+                       scales[static_cast<size_t>((k_phase + row) / 128 * step)];
+              }
+            }
+            GemmRowTile t;
+            t.a = a.data();
+            t.b = btype == dsk::cpu::kGemmBBf16  ? reinterpret_cast<const char*>(bh.data())
+                  : btype == dsk::cpu::kGemmBFp8 ? reinterpret_cast<const char*>(bq.data())
+                                                 : reinterpret_cast<const char*>(b.data());
+            t.b_ld = ldb * (btype == dsk::cpu::kGemmBBf16  ? 2
+                            : btype == dsk::cpu::kGemmBFp8 ? 1
+                                                           : 4);
+            t.k = k;
+            t.cols = cols;
+            t.b_scale = scales.data();
+            t.b_scale_step = step;
+            t.k_phase = k_phase;
+            std::vector<float> sums(16, -1.0f);
+            t.sums = sums.data();
+            kern.run_row(t, btype);
+            int bad = 0;
+            for (int j = 0; j < cols; ++j) {
+              std::vector<float> col(static_cast<size_t>(k));
+              for (int64_t i = 0; i < k; ++i)
+                col[static_cast<size_t>(i)] = b[static_cast<size_t>(i * ldb + j)];
+              if (!same_bits(sums[static_cast<size_t>(j)], canonical_dot(a.data(), col.data(), k)))
+                ++bad;
+            }
+            CHECK(bad == 0);
+            // Only `cols` sums are written.
+            if (cols < 16) CHECK(sums[static_cast<size_t>(cols)] == -1.0f);
           }
-          GemmRowTile t;
-          t.a = a.data();
-          t.b = bf16 ? reinterpret_cast<const char*>(bh.data())
-                     : reinterpret_cast<const char*>(b.data());
-          t.b_ld = ldb * (bf16 ? 2 : 4);
-          t.k = k;
-          t.cols = cols;
-          std::vector<float> sums(16, -1.0f);
-          t.sums = sums.data();
-          kern.run_row(t, bf16);
-          int bad = 0;
-          for (int j = 0; j < cols; ++j) {
-            std::vector<float> col(static_cast<size_t>(k));
-            for (int64_t i = 0; i < k; ++i)
-              col[static_cast<size_t>(i)] = b[static_cast<size_t>(i * ldb + j)];
-            if (!same_bits(sums[static_cast<size_t>(j)], canonical_dot(a.data(), col.data(), k)))
-              ++bad;
-          }
-          CHECK(bad == 0);
-          // Only `cols` sums are written.
-          if (cols < 16) CHECK(sums[static_cast<size_t>(cols)] == -1.0f);
         }
       }
     }

@@ -859,10 +859,11 @@ TEST_CASE("cpu sampling_transform: logits and probs equal the definition") {
   }
 }
 
-TEST_CASE("cpu sample: edge cases") {
-  // V = 1, k >= V, p = 1, min_p = 1, all -inf, NaN rows, greedy mixed with random rows.
-  std::mt19937_64 rng(5);
-  Batch bt = make_batch(rng, 6, 50, kF32);
+namespace {
+
+// A random batch without token lists or masks, for rows whose values a test sets.
+Batch make_plain_batch(std::mt19937_64& rng, int64_t b, int64_t v, DLDataType dt) {
+  Batch bt = make_batch(rng, b, v, dt);
   bt.has_mask = bt.has_bias = bt.has_out = bt.has_prompt = false;
   for (RowIn& in : bt.rows) {
     in.mask.clear();
@@ -871,6 +872,15 @@ TEST_CASE("cpu sample: edge cases") {
     in.out_ids.clear();
     in.prompt_ids.clear();
   }
+  return bt;
+}
+
+}  // namespace
+
+TEST_CASE("cpu sample: edge cases") {
+  // V = 1, k >= V, p = 1, min_p = 1, all -inf, NaN rows, greedy mixed with random rows.
+  std::mt19937_64 rng(5);
+  Batch bt = make_plain_batch(rng, 6, 50, kF32);
   auto set = [&](int64_t r, int64_t j, float x) {
     bt.rows[r].x[j] = x;
     std::memcpy(bt.storage.data() + (r * bt.row_stride + j * bt.elem_stride) * 4, &x, 4);
@@ -905,6 +915,53 @@ TEST_CASE("cpu sample: edge cases") {
   CHECK(r.top_ids[3 * 4 + 0] == 4);
   CHECK(r.top_ids[3 * 4 + 1] == 9);
   CHECK(r.logprobs[4] == doctest::Approx(-std::log(50.0)).epsilon(1e-5));
+}
+
+// bf16 rows: whole 64-token blocks take their maxima over 16-bit keys of the bf16 bits, the
+// tail and masked blocks over f32 keys; both must order signed zeros, infinities, NaN of either
+// sign and negative rows as sample_key does.
+TEST_CASE("cpu sample: bf16 rows of signed zeros, infinities, NaN and negative values") {
+  std::mt19937_64 rng(99);
+  const int64_t v = 200;  // three whole blocks and a tail of 8
+  Batch bt = make_plain_batch(rng, 8, v, kBF16);
+  auto set = [&](int64_t r, int64_t j, float x) {
+    bt.rows[r].x[j] =
+        round_to(kBF16, x, bt.storage.data() + (r * bt.row_stride + j * bt.elem_stride) * 2);
+  };
+  float neg_nan;
+  const uint32_t neg_nan_bits = 0xFFC10000u;
+  std::memcpy(&neg_nan, &neg_nan_bits, 4);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t j = 0; j < v; ++j) {
+    set(0, j, j == 5 ? 0.0f : -0.0f);                     // -0 and +0 tie: the first token wins
+    set(1, j, -1.0f - std::fabs(nd(rng)));                // every value negative
+    set(2, j, j == 150 ? -1e30f : -kInf);                 // one finite value
+    set(3, j, j == 70 ? kInf : nd(rng));                  // +inf: NONFINITE
+    set(4, j, j == 130 ? neg_nan : nd(rng));              // a negative NaN: NONFINITE
+    set(5, j, -kInf);                                     // ALL_MASKED
+    set(6, j, j == 100 || j == 64 ? 3.0f : nd(rng));      // ties across blocks
+    set(7, j, j == 199 || j == 63 ? 3.3e38f : -3.3e38f);  // the largest finite bf16, in the tail
+  }
+  set(1, 131, -0.5f);
+  for (float t : {0.0f, 1.0f}) {
+    INFO("temperature " << t);
+    bt.per_row = true;
+    for (RowP& p : bt.params) p = RowP{t, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f, 7, 8};
+    bt.top_n = 2;
+    bt.want_logprobs = bt.want_raw = bt.want_status = true;
+    const Run r = run_sample(bt);
+    check_batch(bt, r);
+    CHECK(r.status[3] == DSK_SAMPLE_NONFINITE);
+    CHECK(r.status[4] == DSK_SAMPLE_NONFINITE);
+    CHECK(r.status[5] == DSK_SAMPLE_ALL_MASKED);
+    CHECK(r.ids[2] == 150);
+    if (t == 0.0f) {
+      CHECK(r.ids[0] == 0);
+      CHECK(r.ids[1] == 131);
+      CHECK(r.ids[6] == 64);
+      CHECK(r.ids[7] == 63);
+    }
+  }
 }
 
 TEST_CASE("cpu sample: per-row values and token lists are checked before writing") {

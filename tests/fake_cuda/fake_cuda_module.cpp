@@ -132,6 +132,7 @@ const dsk_backend_iface kTable = {
     nullptr,  // dequant_fp8
     nullptr,  // linear_fp8
     nullptr,  // linear_fp8_kernel
+    nullptr,  // gemm_fp8_weight
     nullptr,  // rmsnorm
     nullptr,  // swiglu
     nullptr,  // rope
