@@ -46,7 +46,9 @@ const char kUsage[] =
     "  --no-sync-timing    CUDA: do not synchronize around op groups (faster; table then shows\n"
     "                      launch times only)\n"
     "  --golden FILE       compare with a Hugging Face fixture (tests/golden/tiny_v3.golden.json)\n"
-    "                      and exit 0 on pass, 1 on failure\n";
+    "                      and exit 0 on pass, 1 on failure\n"
+    "exit status: 0 done, 1 error (or a golden mismatch), 77 the backend asked for with --backend\n"
+    "is not usable here (test harnesses count that as a skip)\n";
 
 struct Args {
   std::string checkpoint, backend = "auto", dtype = "bf16", prompts, golden, save_tiny;
@@ -308,9 +310,16 @@ int run(const Args& a) {
 
 }  // namespace
 
+// The exit status for a backend that was asked for by name but is not usable on this machine (77:
+// what ctest's SKIP_RETURN_CODE and automake-style harnesses read as a skip).
+constexpr int kExitBackendUnavailable = 77;
+
 int main(int argc, char** argv) {
   try {
     return run(parse_args(argc, argv));
+  } catch (const dsk::Error& e) {
+    std::fprintf(stderr, "dsk-run: error: %s\n", e.what());
+    return e.status() == DSK_ERR_BACKEND_UNAVAILABLE ? kExitBackendUnavailable : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dsk-run: error: %s\n", e.what());
     return 1;

@@ -216,10 +216,39 @@ void dequant_cols(const Problem& p, int64_t b, int64_t c0, int64_t nc, float* ou
   }();
   const int64_t k = p.k;
   const int64_t k_off = p.k_off(b);
+  const GemmTileKernel& kern = gemm_tile_kernel();
+  // Rows with unit stride along N (x @ W) whose 16-column groups share a scale: 16 codes of a row
+  // a vector in the GEMM's kernel, transposed through a 16 x 16 tile.
+  if (p.b.stride[2] == 1 && p.b.stride[1] != 1 && k > 1 && (c0 + p.n_off(b)) % 16 == 0) {
+    float tile[16][16];
+    for (int64_t k0 = 0; k0 < k; k0 += 16) {
+      const int64_t kn = std::min<int64_t>(16, k - k0);
+      for (int64_t j0 = 0; j0 < nc; j0 += 16) {
+        const int64_t jn = std::min<int64_t>(16, nc - j0);
+        const float* scol = p.scale_col(b, c0 + j0);
+        for (int64_t kk = 0; kk < kn; ++kk) {
+          const auto* q = reinterpret_cast<const uint8_t*>(p.b.at(b, k0 + kk, c0 + j0));
+          kern.dequant_fp8(q, jn, scol + (k0 + kk + k_off) / 128 * p.sc_k, 0, 0, tile[kk]);
+        }
+        for (int64_t jj = 0; jj < jn; ++jj) {
+          float* dst = out + (j0 + jj) * k + k0;
+          for (int64_t kk = 0; kk < kn; ++kk) dst[kk] = tile[kk][jj];
+        }
+      }
+    }
+    return;
+  }
+  // Columns with unit stride along K whose scale blocks start on a multiple of 16: 16 codes a
+  // vector in the GEMM's kernel (the same values).
+  const bool vector = (p.b.stride[1] == 1 || k == 1) && k_off % 16 == 0;
   for (int64_t j = 0; j < nc; ++j) {
     const auto* q = reinterpret_cast<const uint8_t*>(p.b.at(b, 0, c0 + j));
     const float* srow = p.scale_col(b, c0 + j);
     float* o = out + j * k;
+    if (vector) {
+      kern.dequant_fp8(q, k, srow + k_off / 128 * p.sc_k, p.sc_k, k_off % 128, o);
+      continue;
+    }
     for (int64_t kk = 0; kk < k; ++kk) {
       o[kk] = table[q[kk * p.b.stride[1]]] * srow[(kk + k_off) / 128 * p.sc_k];
     }
@@ -337,13 +366,26 @@ void row_block(const GemmTileKernel& kern, const Problem& p, int64_t b, const fl
   const int type = p.b.dtype == DSK_DTYPE_BF16 ? kGemmBBf16 : p.fp8() ? kGemmBFp8 : kGemmBF32;
   g.b_scale_step = p.sc_k;
   g.k_phase = p.k_off(b) % 128;
+  // fp8 with several rows: each 16-column panel converted once, then f32 row tiles over it (the
+  // same values, so the same bits).
+  std::vector<float> panel;
+  const bool use_panel = type == kGemmBFp8 && nr > 1;
+  if (use_panel) panel.resize(static_cast<size_t>(16 * p.k));
   for (int64_t j0 = 0; j0 < nc; j0 += kGemmLanes) {
     g.cols = static_cast<int>(std::min(kGemmLanes, nc - j0));
     g.b = p.b.at(b, 0, c0 + j0);
     if (type == kGemmBFp8) g.b_scale = p.scale_col(b, c0 + j0) + p.k_off(b) / 128 * p.sc_k;
+    GemmRowTile run = g;
+    int run_type = type;
+    if (use_panel) {
+      kern.row_panel_fp8(g, panel.data());
+      run.b = reinterpret_cast<const char*>(panel.data());
+      run.b_ld = 16 * static_cast<int64_t>(sizeof(float));
+      run_type = kGemmBF32;
+    }
     for (int64_t i = 0; i < nr; ++i) {
-      g.a = a + i * a_ld;
-      kern.run_row(g, type);
+      run.a = a + i * a_ld;
+      kern.run_row(run, run_type);
       std::memcpy(t + i * nc + j0, sums, static_cast<size_t>(g.cols) * sizeof(float));
     }
   }

@@ -67,6 +67,14 @@ struct GemmTileKernel {
   int cols;
   void (*run)(const GemmTile& t, int mr, int nr, int b_type);  // b_type: GemmBType
   void (*run_row)(const GemmRowTile& t, int b_type);           // GemmBType
+  // out[i] = e4m3fn_to_f32(q[i]) * scale[((phase + i) >> 7) * step] for i < n (the value
+  // dsk_dequant_fp8_weight gives), phase % 16 == 0: a column of an fp8 B, converted for blocks.
+  void (*dequant_fp8)(const uint8_t* q, int64_t n, const float* scale, int64_t step, int64_t phase,
+                      float* out);
+  // The values an fp8 row tile multiplies (row k of t's columns, times its scale) into out[16 k +
+  // j] for k < t.k, j < 16 (columns past t.cols hold whatever), so that several rows of A can run
+  // f32 row tiles over one conversion.
+  void (*row_panel_fp8)(const GemmRowTile& t, float* out);
 };
 
 // The fastest kernel this CPU runs.

@@ -32,27 +32,8 @@
 #include "cpu/norm_io.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
+#include "cpu/vector_ext.h"
 #include "dsk/dsk_dtype.h"
-
-#if defined(__GNUC__)
-#  define DSK_PF_INLINE inline __attribute__((always_inline))
-#else
-#  define DSK_PF_INLINE inline
-#endif
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#  define DSK_PF_X86 1
-#else
-#  define DSK_PF_X86 0
-#endif
-
-// The vector helpers below pass and return vectors by value; they have internal linkage and are
-// always inlined into one clone, so the psabi note about calling conventions does not apply.
-// GCC emits it at the end of the translation unit, so the pragma stays in force to the end (this
-// file has nothing after the helpers but their users).
-#if defined(__GNUC__)  // GCC and Clang
-#  pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace dsk {
 namespace cpu {
@@ -84,14 +65,14 @@ struct VecOf<16> {
 };
 
 template <typename V>
-DSK_PF_INLINE V load_vec(const void* p) {
+DSK_VEC_INLINE V load_vec(const void* p) {
   V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
 template <typename V>
-DSK_PF_INLINE void store_vec(void* p, const V& v) {
+DSK_VEC_INLINE void store_vec(void* p, const V& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
@@ -101,7 +82,7 @@ DSK_PF_INLINE void store_vec(void* p, const V& v) {
 // probability sum can notice), -inf gives 0, NaN stays NaN. About 2 ulp; the same f32 steps in
 // every clone.
 template <int W>
-DSK_PF_INLINE typename VecOf<W>::F exp_neg(const typename VecOf<W>::F& x) {
+DSK_VEC_INLINE typename VecOf<W>::F exp_neg(const typename VecOf<W>::F& x) {
   using F = typename VecOf<W>::F;
   using I = typename VecOf<W>::I;
   const F zero = F{} + 0.0f;
@@ -135,8 +116,8 @@ DSK_PF_INLINE typename VecOf<W>::F exp_neg(const typename VecOf<W>::F& x) {
 // added in increasing p. A(r, p) = a[r * ars + p * aks], B(p, c) = b[p * ldb + c],
 // C(r, c) = c[r * ldc + c]; `accumulate` false starts from 0.
 template <int W, int MR, int NV>
-DSK_PF_INLINE void micro(const float* a, int64_t ars, int64_t aks, const float* b, int64_t ldb,
-                         int64_t k, float* c, int64_t ldc, bool accumulate) {
+DSK_VEC_INLINE void micro(const float* a, int64_t ars, int64_t aks, const float* b, int64_t ldb,
+                          int64_t k, float* c, int64_t ldc, bool accumulate) {
   using F = typename VecOf<W>::F;
   F acc[MR][NV];
 #pragma GCC unroll 16
@@ -166,8 +147,9 @@ DSK_PF_INLINE void micro(const float* a, int64_t ars, int64_t aks, const float* 
 
 // C[MR, cols] (+)= A B for cols a multiple of W: full NV * W chunks, then single vectors.
 template <int W, int MR, int NV>
-DSK_PF_INLINE void micro_cols(const float* a, int64_t ars, int64_t aks, const float* b, int64_t ldb,
-                              int64_t k, float* c, int64_t ldc, int64_t cols, bool accumulate) {
+DSK_VEC_INLINE void micro_cols(const float* a, int64_t ars, int64_t aks, const float* b,
+                               int64_t ldb, int64_t k, float* c, int64_t ldc, int64_t cols,
+                               bool accumulate) {
   int64_t c0 = 0;
   for (; c0 + NV * W <= cols; c0 += NV * W) {
     micro<W, MR, NV>(a, ars, aks, b + c0, ldb, k, c + c0, ldc, accumulate);
@@ -183,7 +165,7 @@ struct Half3 {
 
 // Widens n elements (step `sd` elements) of a bf16/f16 row to f32 (exact).
 template <int32_t DT>
-DSK_PF_INLINE void load_row(const char* src, int64_t sd, float* dst, int64_t n) {
+DSK_VEC_INLINE void load_row(const char* src, int64_t sd, float* dst, int64_t n) {
   if (sd == 1) {
     for (int64_t i = 0; i < n; ++i) dst[i] = load_elem<DT>(src, i);
   } else {
@@ -234,13 +216,13 @@ struct Scratch {
 
 // Rounds an f32 row to out's dtype (round to nearest even, lib/common/convert.h).
 template <int32_t DT>
-DSK_PF_INLINE void store_out_row(const Problem& pr, char* dst, const float* src) {
+DSK_VEC_INLINE void store_out_row(const Problem& pr, char* dst, const float* src) {
   for (int64_t c = 0; c < pr.dv; ++c) store_elem<DT>(dst, c * pr.out_sd, src[c]);
 }
 
 // One item: queries q0 .. q0 + mrows of one request and head.
 template <int W, int MR, int NV, int32_t DT>
-DSK_PF_INLINE void run_item(const Problem& pr, const Item& it, Scratch& s) {
+DSK_VEC_INLINE void run_item(const Problem& pr, const Item& it, Scratch& s) {
   using F = typename VecOf<W>::F;
   using I = typename VecOf<W>::I;
   const int64_t dqk = pr.dqk;
@@ -355,7 +337,7 @@ DSK_PF_INLINE void run_item(const Problem& pr, const Item& it, Scratch& s) {
 }
 
 template <int W, int MR, int NV>
-DSK_PF_INLINE void run_item_any(const Problem& pr, const Item& it, Scratch& s) {
+DSK_VEC_INLINE void run_item_any(const Problem& pr, const Item& it, Scratch& s) {
   if (pr.dtype == DSK_DTYPE_BF16) {
     run_item<W, MR, NV, DSK_DTYPE_BF16>(pr, it, s);
   } else {
@@ -368,7 +350,7 @@ using ItemFn = void (*)(const Problem&, const Item&, Scratch&);
 // Baseline x86-64 (SSE2) or any other target: 4 x 8 register blocks.
 void item_base(const Problem& pr, const Item& it, Scratch& s) { run_item_any<4, 4, 2>(pr, it, s); }
 
-#if DSK_PF_X86
+#if DSK_VEC_X86
 // AVX2 (16 ymm): 4 x 16 blocks.
 __attribute__((target("avx2"))) void item_avx2(const Problem& pr, const Item& it, Scratch& s) {
   run_item_any<8, 4, 2>(pr, it, s);
@@ -380,7 +362,7 @@ __attribute__((target("avx512f"))) void item_avx512(const Problem& pr, const Ite
 #endif
 
 ItemFn pick_item_fn() {
-#if DSK_PF_X86
+#if DSK_VEC_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return item_avx512;
   if (__builtin_cpu_supports("avx2")) return item_avx2;
@@ -396,7 +378,7 @@ struct Kernel {
 
 Kernel kernel() {
   static const ItemFn fn = pick_item_fn();
-#if DSK_PF_X86
+#if DSK_VEC_X86
   const int64_t w = fn == item_avx512 ? 16 : (fn == item_avx2 ? 8 : 4);
 #else
   const int64_t w = 4;

@@ -334,24 +334,36 @@ void fused_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_
     fast_rows(r, plan, lo, hi);
     return;
   }
+  // Two rows in flight: the scores of row t + 1 are issued before the selection of row t, two
+  // chains of dependent operations that the CPU overlaps. Rows stay independent: the same bits.
   const int32_t n = r.p->num_experts;
-  alignas(64) float x[256];
-  alignas(64) float s[256];
-  alignas(64) uint32_t key[256];
+  struct Slot {
+    alignas(64) float x[256];
+    alignas(64) float s[256];
+    alignas(64) uint32_t key[256];
+    bool any;
+  };
+  auto slots = std::make_unique<Slot[]>(2);
   alignas(64) uint32_t scratch[256];
   uint32_t top_key[16];
   int32_t top_index[16];
   const Layout& lg = r.logits;
   const auto le = static_cast<int64_t>(lg.elem_size);
   const int64_t row_bytes = lg.strides[1] == 1 ? n * le : 0;
-  for (int64_t t = lo; t < hi; ++t) {
+  auto score = [&](int64_t t) {
+    Slot& sl = slots[static_cast<size_t>((t - lo) % 2)];
     if (t + 2 < hi) {
       const char* next = lg.data + (t + 2) * lg.strides[0] * le;
       for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
     }
-    const float* in = row_input(r, t, x);
-    const bool any_finite = moe_gate_row_avx512(plan, in, s, key, scratch, top_key, top_index);
-    finish_row(r, t, any_finite, top_key, top_index, s);
+    sl.any = moe_gate_row_score_avx512(plan, row_input(r, t, sl.x), sl.s, sl.key);
+  };
+  score(lo);
+  for (int64_t t = lo; t < hi; ++t) {
+    if (t + 1 < hi) score(t + 1);
+    Slot& sl = slots[static_cast<size_t>((t - lo) % 2)];
+    moe_gate_row_select_avx512(plan, sl.key, scratch, top_key, top_index);
+    finish_row(r, t, sl.any, top_key, top_index, sl.s);
   }
 }
 }  // namespace

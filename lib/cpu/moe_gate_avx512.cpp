@@ -621,6 +621,13 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
 DSK_GATE_FUSED bool moe_gate_row_avx512(const MoeGateRowPlan& p, const float* in, float* s,
                                         uint32_t* key, uint32_t* scratch, uint32_t* top_key,
                                         int32_t* top_index) {
+  const bool any = moe_gate_row_score_avx512(p, in, s, key);
+  moe_gate_row_select_avx512(p, key, scratch, top_key, top_index);
+  return any;
+}
+
+DSK_GATE_FUSED bool moe_gate_row_score_avx512(const MoeGateRowPlan& p, const float* in, float* s,
+                                              uint32_t* key) {
   const int32_t n = p.num_experts;
   const int32_t nv = (n + 15) / 16;
   const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
@@ -680,6 +687,14 @@ DSK_GATE_FUSED bool moe_gate_row_avx512(const MoeGateRowPlan& p, const float* in
       any = static_cast<__mmask16>(any | f_keys(p, 16 * v, m, valid, sc, key));
     }
   }
+  return any != 0;
+}
+
+DSK_GATE_FUSED void moe_gate_row_select_avx512(const MoeGateRowPlan& p, uint32_t* key,
+                                               uint32_t* scratch, uint32_t* top_key,
+                                               int32_t* top_index) {
+  const int32_t n = p.num_experts;
+  const int32_t nv = (n + 15) / 16;
   if (p.grouped) fused_groups(p, nv, key);
 
   // Step 4. The largest key of each of the min(E, 16) columns (experts e with the same e % 16)
@@ -688,7 +703,7 @@ DSK_GATE_FUSED bool moe_gate_row_avx512(const MoeGateRowPlan& p, const float* in
   const int32_t k = p.top_k;
   if (k > n || k > 16) {
     select_rounds(key, n, k, scratch, top_key, top_index);
-    return any != 0;
+    return;
   }
   __m512i cm = _mm512_load_si512(key);
   for (int32_t v = 1; v < nv; ++v) cm = _mm512_max_epu32(cm, _mm512_load_si512(key + 16 * v));
@@ -709,10 +724,9 @@ DSK_GATE_FUSED bool moe_gate_row_avx512(const MoeGateRowPlan& p, const float* in
   }
   if (count > 32) {  // many ties at tau
     select_rounds(key, n, k, scratch, top_key, top_index);
-    return any != 0;
+    return;
   }
   rank_picks(ck, ci, count, k, top_key, top_index);
-  return any != 0;
 }
 
 namespace {

@@ -102,6 +102,13 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
 // is finite (before the group stage). The same bits as the scalar steps.
 bool moe_gate_row_avx512(const MoeGateRowPlan& plan, const float* in, float* s, uint32_t* key,
                          uint32_t* scratch, uint32_t* top_key, int32_t* top_index);
+// moe_gate_row_avx512 in two steps, so that a caller can overlap one row's selection with the next
+// row's scores (each ends in a chain of dependent operations): steps 1-2 (s and key; returns
+// whether some s' is finite), then steps 3-4 on key.
+bool moe_gate_row_score_avx512(const MoeGateRowPlan& plan, const float* in, float* s,
+                               uint32_t* key);
+void moe_gate_row_select_avx512(const MoeGateRowPlan& plan, uint32_t* key, uint32_t* scratch,
+                                uint32_t* top_key, int32_t* top_index);
 
 // The same picks for plan.fast rows with far fewer exact sigmoids: returns false (having decided
 // nothing) when the row must go through moe_gate_row_avx512 instead: a non-finite logit, or more

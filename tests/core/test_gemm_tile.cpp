@@ -117,6 +117,95 @@ TEST_CASE("core.gemm_tile every kernel follows the canonical order bit for bit")
   }
 }
 
+// Every one of the 256 e4m3fn codes, NaNs included, through the fp8 column and row tiles of each
+// kernel: a one-term dot product 1 * (value * 1) is the value itself (+0 for -0: the lane tree adds
+// +0), so each code's conversion shows alone.
+TEST_CASE("core.gemm_tile every fp8 code converts to e4m3fn_to_f32 in every kernel") {
+  const GemmTileKernel* kernels[4];
+  const int count = dsk::cpu::gemm_tile_kernels(kernels, 4);
+  const float one = 1.0f;
+  const float scale = 1.0f;
+  for (int q = 0; q < count; ++q) {
+    const GemmTileKernel& kern = *kernels[q];
+    CAPTURE(kern.name);
+    int bad = 0;
+    for (int c0 = 0; c0 < 256; c0 += 16) {
+      uint8_t codes[16];
+      for (int j = 0; j < 16; ++j) codes[j] = static_cast<uint8_t>(c0 + j);
+      // Row tile: one row of 16 codes (k = 1).
+      GemmRowTile r;
+      r.a = &one;
+      r.b = reinterpret_cast<const char*>(codes);
+      r.b_ld = 16;
+      r.k = 1;
+      r.cols = 16;
+      float row_sums[16];
+      r.sums = row_sums;
+      r.b_scale = &scale;
+      r.b_scale_step = 1;
+      kern.run_row(r, dsk::cpu::kGemmBFp8);
+      for (int j = 0; j < 16; ++j) {
+        const float v = dsk::e4m3fn_to_f32(codes[j]);
+        const float want = canonical_dot(&one, &v, 1);
+        // Column tile: one column holding the code (k = 1).
+        GemmTile t;
+        t.a[0] = &one;
+        t.b[0] = reinterpret_cast<const char*>(codes + j);
+        t.b_scale[0] = &scale;
+        t.b_scale_step = 1;
+        t.kc = 1;
+        float col_sum = -1.0f;
+        t.sums = &col_sum;
+        t.ld = 1;
+        kern.run(t, 1, 1, dsk::cpu::kGemmBFp8);
+        for (float got : {row_sums[j], col_sum}) {
+          const bool ok = std::isnan(want) ? std::isnan(got) : same_bits(got, want);
+          if (!ok) {
+            ++bad;
+            MESSAGE("code " << int{codes[j]} << ": " << got << ", expected " << want);
+          }
+        }
+      }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("core.gemm_tile fp8 column conversion gives dsk_dequant_fp8_weight's values") {
+  const GemmTileKernel* kernels[4];
+  const int count = dsk::cpu::gemm_tile_kernels(kernels, 4);
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int> code(0, 255);
+  std::uniform_real_distribution<float> mant(0.5f, 1.0f);
+  std::uniform_int_distribution<int> expo(-20, 20);
+  for (int q = 0; q < count; ++q) {
+    const GemmTileKernel& kern = *kernels[q];
+    CAPTURE(kern.name);
+    for (int64_t n : {1, 15, 16, 17, 300}) {
+      for (int64_t phase : {0, 16, 112}) {
+        CAPTURE(n);
+        CAPTURE(phase);
+        std::vector<uint8_t> codes(static_cast<size_t>(n));
+        for (uint8_t& c : codes) c = static_cast<uint8_t>(code(rng));
+        const int64_t step = 3;
+        std::vector<float> scales(static_cast<size_t>((phase + n + 127) / 128 * step));
+        for (float& v : scales) v = std::ldexp(mant(rng), expo(rng));
+        std::vector<float> out(static_cast<size_t>(n + 1), -7.0f);
+        kern.dequant_fp8(codes.data(), n, scales.data(), step, phase, out.data());
+        int bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float want = dsk::e4m3fn_to_f32(codes[static_cast<size_t>(i)]) *
+                             scales[static_cast<size_t>((phase + i) / 128 * step)];
+          const float got = out[static_cast<size_t>(i)];
+          if (std::isnan(want) ? !std::isnan(got) : !same_bits(got, want)) ++bad;
+        }
+        CHECK(bad == 0);
+        CHECK(out[static_cast<size_t>(n)] == -7.0f);  // nothing past n
+      }
+    }
+  }
+}
+
 TEST_CASE("core.gemm_tile row tiles over a B with unit stride along N give the same bits") {
   const GemmTileKernel* kernels[4];
   const int count = dsk::cpu::gemm_tile_kernels(kernels, 4);
