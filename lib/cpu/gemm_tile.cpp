@@ -16,7 +16,7 @@ void gemm_tile_run_avx512(const GemmTile& t, int mr, int nr, int b_type);
 void gemm_tile_row_avx512(const GemmRowTile& t, int b_type);
 void gemm_tile_dequant_fp8_avx512(const uint8_t* q, int64_t n, const float* scale, int64_t step,
                                   int64_t phase, float* out);
-void gemm_tile_row_panel_fp8_avx512(const GemmRowTile& t, float* out);
+void gemm_tile_row_panel_avx512(const GemmRowTile& t, int b_type, float* out);
 #endif
 
 namespace {
@@ -31,7 +31,9 @@ void dequant_fp8_base(const uint8_t* q, int64_t n, const float* scale, int64_t s
                       float* out) {
   dequant_fp8_any(q, n, scale, step, phase, out);
 }
-void row_panel_fp8_base(const GemmRowTile& t, float* out) { row_panel_fp8_any(t, out); }
+void row_panel_base(const GemmRowTile& t, int b_type, float* out) {
+  row_panel_any<kBf16Shift>(t, b_type, out);
+}
 
 #if DSK_VEC_X86
 __attribute__((target("avx2"))) void run_avx2(const GemmTile& t, int mr, int nr, int b_type) {
@@ -45,21 +47,21 @@ __attribute__((target("avx2"))) void dequant_fp8_avx2(const uint8_t* q, int64_t 
                                                       int64_t phase, float* out) {
   dequant_fp8_any(q, n, scale, step, phase, out);
 }
-__attribute__((target("avx2"))) void row_panel_fp8_avx2(const GemmRowTile& t, float* out) {
-  row_panel_fp8_any(t, out);
+__attribute__((target("avx2"))) void row_panel_avx2(const GemmRowTile& t, int b_type, float* out) {
+  row_panel_any<kBf16Shift>(t, b_type, out);
 }
 #endif
 
-const GemmTileKernel kBase{"base", 1, 2, run_base, row_base, dequant_fp8_base, row_panel_fp8_base};
+const GemmTileKernel kBase{"base", 1, 2, run_base, row_base, dequant_fp8_base, row_panel_base};
 #if DSK_VEC_X86
-const GemmTileKernel kAvx2{"avx2", 2, 2, run_avx2, row_avx2, dequant_fp8_avx2, row_panel_fp8_avx2};
+const GemmTileKernel kAvx2{"avx2", 2, 2, run_avx2, row_avx2, dequant_fp8_avx2, row_panel_avx2};
 const GemmTileKernel kAvx512{"avx512",
                              4,
                              6,
                              gemm_tile_run_avx512,
                              gemm_tile_row_avx512,
                              gemm_tile_dequant_fp8_avx512,
-                             gemm_tile_row_panel_fp8_avx512};
+                             gemm_tile_row_panel_avx512};
 #endif
 
 }  // namespace

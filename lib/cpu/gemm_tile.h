@@ -71,10 +71,10 @@ struct GemmTileKernel {
   // dsk_dequant_fp8_weight gives), phase % 16 == 0: a column of an fp8 B, converted for blocks.
   void (*dequant_fp8)(const uint8_t* q, int64_t n, const float* scale, int64_t step, int64_t phase,
                       float* out);
-  // The values an fp8 row tile multiplies (row k of t's columns, times its scale) into out[16 k +
-  // j] for k < t.k, j < 16 (columns past t.cols hold whatever), so that several rows of A can run
-  // f32 row tiles over one conversion.
-  void (*row_panel_fp8)(const GemmRowTile& t, float* out);
+  // The f32 values a bf16 or fp8 row tile multiplies (row k of t's columns; fp8 times its scale)
+  // into out[16 k + j] for k < t.k, j < 16 (columns past t.cols hold whatever), so that several
+  // rows of A run f32 row tiles over one conversion. b_type: kGemmBBf16 or kGemmBFp8.
+  void (*row_panel)(const GemmRowTile& t, int b_type, float* out);
 };
 
 // The fastest kernel this CPU runs.

@@ -37,7 +37,9 @@ void gemm_tile_dequant_fp8_avx512(const uint8_t* q, int64_t n, const float* scal
                                   int64_t phase, float* out) {
   dequant_fp8_any(q, n, scale, step, phase, out);
 }
-void gemm_tile_row_panel_fp8_avx512(const GemmRowTile& t, float* out) { row_panel_fp8_any(t, out); }
+void gemm_tile_row_panel_avx512(const GemmRowTile& t, int b_type, float* out) {
+  row_panel_any<kBf16Interleave>(t, b_type, out);
+}
 
 }  // namespace cpu
 }  // namespace dsk

@@ -123,7 +123,7 @@ DSK_VEC_INLINE V16 load_b_tail(const char* col, int64_t k, int64_t n) {
 }
 
 // The fixed tree of gemm_tile.h.
-DSK_VEC_INLINE float reduce16(V16 p) {
+DSK_VEC_INLINE float reduce16(const V16& p) {
   const V8 t8 = __builtin_shufflevector(p, p, 0, 1, 2, 3, 4, 5, 6, 7) +
                 __builtin_shufflevector(p, p, 8, 9, 10, 11, 12, 13, 14, 15);
   const V4 t4 =
@@ -299,21 +299,30 @@ DSK_VEC_INLINE void dequant_fp8_any(const uint8_t* q, int64_t n, const float* sc
   }
 }
 
-// GemmTileKernel::row_panel_fp8.
-template <bool FULL>
-DSK_VEC_INLINE void row_panel_fp8_cols(const GemmRowTile& t, float* out) {
+// GemmTileKernel::row_panel.
+template <int BT, bool FULL>
+DSK_VEC_INLINE void row_panel_cols(const GemmRowTile& t, float* out) {
   const char* b = t.b;
   for (int64_t k = 0; k < t.k; ++k) {
-    const V16 v = load_b_row<kFp8, FULL>(t, b, k);
+    const V16 v = load_b_row<BT, FULL>(t, b, k);
     memcpy(out + 16 * k, &v, sizeof(v));
     b += t.b_ld;
   }
 }
-DSK_VEC_INLINE void row_panel_fp8_any(const GemmRowTile& t, float* out) {
+template <int BT>
+DSK_VEC_INLINE void row_panel_type(const GemmRowTile& t, float* out) {
   if (t.cols == 16) {
-    row_panel_fp8_cols<true>(t, out);
+    row_panel_cols<BT, true>(t, out);
   } else {
-    row_panel_fp8_cols<false>(t, out);
+    row_panel_cols<BT, false>(t, out);
+  }
+}
+template <int BF16_TYPE>
+DSK_VEC_INLINE void row_panel_any(const GemmRowTile& t, int b_type, float* out) {
+  if (b_type == kGemmBFp8) {
+    row_panel_type<kFp8>(t, out);
+  } else {
+    row_panel_type<BF16_TYPE>(t, out);
   }
 }
 

@@ -2,7 +2,8 @@
 // (dequantizing each value as the GEMM reads it), and that must give exactly the bits of the same
 // op with the dequantized f32 weight (dsk_dequant_fp8_weight): for heads that straddle 128-row
 // scale blocks, every token count (register row tiles up to 4 tokens, a dequantized column block
-// beyond), f32 and bf16 activations and outputs, and a wkv_b with a row stride wider than Dc.
+// beyond), f32 and bf16 activations and outputs, and wkv_b views with a row stride wider than Dc
+// or with unit stride along the rows (a transposed buffer).
 #include <doctest/doctest.h>
 #include <dsk/dsk.h>
 
@@ -25,21 +26,32 @@ struct Shape {
   int64_t heads, dn, dv, dc;
 };
 
-// The fp8 wkv_b (in a buffer `pad` columns wider than Dc), its scales and the f32 weight
-// dsk_dequant_fp8_weight gives.
-struct Fp8Weight {
-  Host wide;   // [R, Dc + pad] fp8
-  Host scale;  // [ceil(R / 128), ceil(Dc / 128)]
-  Host f32;    // [R, Dc]
-  int64_t rows = 0, dc = 0, pad = 0;
-  View view() { return wide.view({rows, dc}, {dc + pad, 1}); }
+// How the fp8 wkv_b lies in memory: row-major, rows `pad` columns wider than Dc, or the transpose
+// of a [Dc, R] buffer (unit stride along the rows).
+struct WeightLayout {
+  int64_t pad = 0;
+  bool transposed = false;
 };
 
-Fp8Weight make_weight(dsk_context* ctx, const Shape& s, int64_t pad, uint64_t seed) {
+// The fp8 wkv_b, its scales and the f32 weight dsk_dequant_fp8_weight gives.
+struct Fp8Weight {
+  Host wide;   // [R, Dc + pad], or [Dc, R] when transposed, fp8
+  Host scale;  // [ceil(R / 128), ceil(Dc / 128)]
+  Host f32;    // [R, Dc]
+  int64_t rows = 0, dc = 0;
+  WeightLayout layout;
+  View view() {
+    if (layout.transposed) return wide.view({rows, dc}, {1, rows});
+    return wide.view({rows, dc}, {dc + layout.pad, 1});
+  }
+};
+
+Fp8Weight make_weight(dsk_context* ctx, const Shape& s, WeightLayout layout, uint64_t seed) {
   Fp8Weight w;
   w.rows = s.heads * (s.dn + s.dv);
   w.dc = s.dc;
-  w.pad = pad;
+  w.layout = layout;
+  const int64_t pad = layout.pad;
   Host f({w.rows, s.dc}, DSK_DTYPE_F32);
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> dist(-1.0, 1.0);
@@ -54,9 +66,17 @@ Fp8Weight make_weight(dsk_context* ctx, const Shape& s, int64_t pad, uint64_t se
   REQUIRE(dsk_quant_fp8_weight(ctx, f.dl(), q.dl(), w.scale.dl(), 0) == DSK_OK);
   w.f32 = Host({w.rows, s.dc}, DSK_DTYPE_F32);
   REQUIRE(dsk_dequant_fp8_weight(ctx, q.dl(), w.scale.dl(), w.f32.dl()) == DSK_OK);
+  const auto* src = static_cast<const uint8_t*>(q.data());
+  if (layout.transposed) {
+    w.wide = Host({s.dc, w.rows}, DSK_DTYPE_FP8_E4M3FN);
+    auto* dst = static_cast<uint8_t*>(w.wide.data());
+    for (int64_t r = 0; r < w.rows; ++r) {
+      for (int64_t c = 0; c < s.dc; ++c) dst[c * w.rows + r] = src[r * s.dc + c];
+    }
+    return w;
+  }
   w.wide = Host({w.rows, s.dc + pad}, DSK_DTYPE_FP8_E4M3FN);
   w.wide.fill_bytes(0x7F);  // NaN codes in the padding: reading them would show
-  const auto* src = static_cast<const uint8_t*>(q.data());
   auto* dst = static_cast<uint8_t*>(w.wide.data());
   for (int64_t r = 0; r < w.rows; ++r) {
     std::memcpy(dst + r * (s.dc + pad), src + r * s.dc, static_cast<size_t>(s.dc));
@@ -87,14 +107,17 @@ TEST_CASE("mla absorb ops with an fp8 wkv_b give the bits of its f32 dequantizat
   const Shape shapes[] = {{3, 48, 40, 160}, {4, 128, 128, 512}};
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
-    for (int64_t pad : {0, 16}) {
-      Fp8Weight w = make_weight(ctx, s, pad, ++seed);
+    for (const WeightLayout layout :
+         {WeightLayout{0, false}, WeightLayout{16, false}, WeightLayout{0, true}}) {
+      Fp8Weight w = make_weight(ctx, s, layout, ++seed);
+      const std::string form =
+          layout.transposed ? "transposed" : "row stride Dc + " + std::to_string(layout.pad);
       for (int64_t tokens : {1, 3, 4, 5, 9, 70}) {
         for (int32_t act : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
           for (int32_t out : {DSK_DTYPE_F32, DSK_DTYPE_BF16}) {
             const std::string what =
-                "heads " + std::to_string(s.heads) + ", dn " + std::to_string(s.dn) + ", pad " +
-                std::to_string(pad) + ", tokens " + std::to_string(tokens) + ", activations " +
+                "heads " + std::to_string(s.heads) + ", dn " + std::to_string(s.dn) + ", " + form +
+                ", tokens " + std::to_string(tokens) + ", activations " +
                 mla_test::dtype_label(act) + ", outputs " + mla_test::dtype_label(out);
             Host q_nope({tokens, s.heads, s.dn}, act);
             q_nope.fill_random(++seed);
