@@ -12,56 +12,32 @@ namespace cpu {
 
 #if DSK_VEC_X86
 // gemm_tile_avx512.cpp.
-void gemm_tile_run_avx512(const GemmTile& t, int mr, int nr, int b_type);
-void gemm_tile_row_avx512(const GemmRowTile& t, int b_type);
-void gemm_tile_dequant_fp8_avx512(const uint8_t* q, int64_t n, const float* scale, int64_t step,
+void gemm_tile_avx512_run(const GemmTile& t, int mr, int nr, int b_type);
+void gemm_tile_avx512_row(const GemmRowTile& t, int b_type);
+void gemm_tile_avx512_dequant_fp8(const uint8_t* q, int64_t n, const float* scale, int64_t step,
                                   int64_t phase, float* out);
-void gemm_tile_row_panel_avx512(const GemmRowTile& t, int b_type, float* out);
+void gemm_tile_avx512_row_panel(const GemmRowTile& t, int b_type, float* out);
 #endif
 
 namespace {
 
-// Register budgets: 16 ymm (two per 16 lanes) 2 x 2; 16 xmm (four per 16 lanes) 1 x 2 (AVX-512:
-// gemm_tile_avx512.cpp).
-void run_base(const GemmTile& t, int mr, int nr, int b_type) {
-  run_any<1, 2, kBf16Shift>(t, mr, nr, b_type);
-}
-void row_base(const GemmRowTile& t, int b_type) { row_any<kBf16Shift>(t, b_type); }
-void dequant_fp8_base(const uint8_t* q, int64_t n, const float* scale, int64_t step, int64_t phase,
-                      float* out) {
-  dequant_fp8_any(q, n, scale, step, phase, out);
-}
-void row_panel_base(const GemmRowTile& t, int b_type, float* out) {
-  row_panel_any<kBf16Shift>(t, b_type, out);
-}
-
+// Register budgets: 16 xmm (four per 16 lanes) hold 1 x 2 sums, 16 ymm (two per 16 lanes) 2 x 2
+// (AVX-512: gemm_tile_avx512.cpp).
+DSK_GT_DEFINE_CLONE(, base, 1, 2, kBf16Shift)
 #if DSK_VEC_X86
-__attribute__((target("avx2"))) void run_avx2(const GemmTile& t, int mr, int nr, int b_type) {
-  run_any<2, 2, kBf16Shift>(t, mr, nr, b_type);
-}
-__attribute__((target("avx2"))) void row_avx2(const GemmRowTile& t, int b_type) {
-  row_any<kBf16Shift>(t, b_type);
-}
-__attribute__((target("avx2"))) void dequant_fp8_avx2(const uint8_t* q, int64_t n,
-                                                      const float* scale, int64_t step,
-                                                      int64_t phase, float* out) {
-  dequant_fp8_any(q, n, scale, step, phase, out);
-}
-__attribute__((target("avx2"))) void row_panel_avx2(const GemmRowTile& t, int b_type, float* out) {
-  row_panel_any<kBf16Shift>(t, b_type, out);
-}
+DSK_GT_DEFINE_CLONE(__attribute__((target("avx2"))), avx2, 2, 2, kBf16Shift)
 #endif
 
-const GemmTileKernel kBase{"base", 1, 2, run_base, row_base, dequant_fp8_base, row_panel_base};
+const GemmTileKernel kBase{"base", 1, 2, base_run, base_row, base_dequant_fp8, base_row_panel};
 #if DSK_VEC_X86
-const GemmTileKernel kAvx2{"avx2", 2, 2, run_avx2, row_avx2, dequant_fp8_avx2, row_panel_avx2};
+const GemmTileKernel kAvx2{"avx2", 2, 2, avx2_run, avx2_row, avx2_dequant_fp8, avx2_row_panel};
 const GemmTileKernel kAvx512{"avx512",
                              4,
                              6,
-                             gemm_tile_run_avx512,
-                             gemm_tile_row_avx512,
-                             gemm_tile_dequant_fp8_avx512,
-                             gemm_tile_row_panel_avx512};
+                             gemm_tile_avx512_run,
+                             gemm_tile_avx512_row,
+                             gemm_tile_avx512_dequant_fp8,
+                             gemm_tile_avx512_row_panel};
 #endif
 
 }  // namespace

@@ -2,15 +2,16 @@
 // compiled for AVX-512F + BW, so the templates' helpers may use intrinsics (the fp8 codes are
 // converted with them: GCC's vector-extension widening of bytes came out as a dozen shuffles per
 // 16 codes) while the vector-extension arithmetic stays the same IEEE operations as in the other
-// clones. Everything the unit defines has internal linkage except the two entry points, which
-// gemm_tile.cpp only calls after __builtin_cpu_supports; the system headers come before the
-// target switch so that no inline function of theirs is compiled for AVX-512 here.
+// clones. Everything the unit defines has internal linkage except the four gemm_tile_avx512_*
+// entries, which gemm_tile.cpp only calls after __builtin_cpu_supports; the system headers come
+// before the target switch so that no inline function of theirs is compiled for AVX-512 here.
 #include <stdint.h>
 #include <string.h>
 
 #include "cpu/gemm_tile.h"
+#include "cpu/vector_ext.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#if DSK_VEC_X86
 #  include <immintrin.h>
 
 #  if defined(__clang__)
@@ -29,17 +30,7 @@ namespace dsk {
 namespace cpu {
 
 // Register budget: 32 zmm hold 4 x 6 sums plus operands.
-void gemm_tile_run_avx512(const GemmTile& t, int mr, int nr, int b_type) {
-  run_any<4, 6, kBf16Interleave>(t, mr, nr, b_type);
-}
-void gemm_tile_row_avx512(const GemmRowTile& t, int b_type) { row_any<kBf16Interleave>(t, b_type); }
-void gemm_tile_dequant_fp8_avx512(const uint8_t* q, int64_t n, const float* scale, int64_t step,
-                                  int64_t phase, float* out) {
-  dequant_fp8_any(q, n, scale, step, phase, out);
-}
-void gemm_tile_row_panel_avx512(const GemmRowTile& t, int b_type, float* out) {
-  row_panel_any<kBf16Interleave>(t, b_type, out);
-}
+DSK_GT_DEFINE_CLONE(, gemm_tile_avx512, 4, 6, kBf16Interleave)
 
 }  // namespace cpu
 }  // namespace dsk

@@ -352,4 +352,20 @@ DSK_VEC_INLINE void run_any(const GemmTile& t, int mr, int nr, int b_type) {
 }  // namespace cpu
 }  // namespace dsk
 
+// The four GemmTileKernel entries of one clone, PREFIX_run, PREFIX_row, PREFIX_dequant_fp8 and
+// PREFIX_row_panel, each declared with ATTR (a target attribute, or nothing), for register tiles of
+// up to MAXR x MAXC and bf16 widened as BF16_TYPE. Expanded in the unit that compiles the clone.
+#define DSK_GT_DEFINE_CLONE(ATTR, PREFIX, MAXR, MAXC, BF16_TYPE)                                \
+  ATTR void PREFIX##_run(const GemmTile& t, int mr, int nr, int b_type) {                       \
+    run_any<MAXR, MAXC, BF16_TYPE>(t, mr, nr, b_type);                                          \
+  }                                                                                             \
+  ATTR void PREFIX##_row(const GemmRowTile& t, int b_type) { row_any<BF16_TYPE>(t, b_type); }   \
+  ATTR void PREFIX##_dequant_fp8(const uint8_t* q, int64_t n, const float* scale, int64_t step, \
+                                 int64_t phase, float* out) {                                   \
+    dequant_fp8_any(q, n, scale, step, phase, out);                                             \
+  }                                                                                             \
+  ATTR void PREFIX##_row_panel(const GemmRowTile& t, int b_type, float* out) {                  \
+    row_panel_any<BF16_TYPE>(t, b_type, out);                                                   \
+  }
+
 #endif  // DSK_LIB_CPU_GEMM_TILE_KERNELS_H_

@@ -33,6 +33,12 @@ void window(View& v, char* data, const Layout& l, int32_t dtype_id,
         strides.begin());
 }
 
+// `v` as [heads, tokens, last] over a [tokens, heads, last] tensor with element strides `st`.
+void heads_first(View& v, char* data, const Layout& l, int32_t dtype_id, const int64_t* st,
+                 int64_t heads, int64_t tokens, int64_t last) {
+  window(v, data, l, dtype_id, {heads, tokens, last}, {st[1], st[0], st[2]});
+}
+
 // wkv_b and its optional scales, checked: [rows, Dc] with rows = heads * per_head.
 struct Weight {
   Arg w;
@@ -73,11 +79,18 @@ Weight check_weight(const DLTensor* w_t, const DLTensor* scale_t, int64_t heads,
   return w;
 }
 
-// The GEMM operands: wkv_b and the activations as the argument themselves when their dtypes match,
-// else both in f32 scratch (the weight dequantized or converted exactly, w = q * scale, so the
-// products stay f32 and only the output is rounded).
+// The backend multiplies by an fp8 wkv_b in place (gemm_fp8_weight).
+bool backend_reads_fp8(const Target& t, const Weight& w) {
+  return w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN && t.backend->iface->gemm_fp8_weight != nullptr;
+}
+
+// The GEMM operands: wkv_b and the activations as the argument themselves when their dtypes match
+// or when the backend reads the fp8 weight in place, else both in f32 scratch (the weight
+// dequantized or converted exactly, w = q * scale, so the products stay f32 and only the output is
+// rounded).
 struct Operands {
-  int32_t dtype_id = 0;  // of both operands as the GEMMs read them
+  int32_t dtype_id = 0;  // of both operands as the GEMMs read them (fp8_in_place: the activations')
+  bool fp8_in_place = false;  // w is unused: fp8_batched_gemm reads wkv_b itself
   char* w = nullptr;
   int64_t w_s0 = 0;  // row stride, elements
   int64_t w_s1 = 0;
@@ -89,7 +102,8 @@ struct Operands {
 
 Operands operands(dsk_context& ctx, const Target& t, const Weight& w, const Arg& x) {
   Operands o;
-  if (w.w.l.dtype_id == x.l.dtype_id) {
+  o.fp8_in_place = backend_reads_fp8(t, w);
+  if (o.fp8_in_place || w.w.l.dtype_id == x.l.dtype_id) {
     o.dtype_id = x.l.dtype_id;
     o.w = w.w.l.data;
     o.w_s0 = w.w.l.strides[0];
@@ -178,11 +192,6 @@ void batched_gemm(const Target& t, const Operands& o, const DLTensor* a, const D
   call(t, fn(&ex, a, b, nullptr, nullptr, d, 1.0f, 0.0f), "gemm");
 }
 
-// The backend multiplies by an fp8 wkv_b in place (gemm_fp8_weight).
-bool fp8_in_place(const Target& t, const Weight& w) {
-  return w.w.l.dtype_id == DSK_DTYPE_FP8_E4M3FN && t.backend->iface->gemm_fp8_weight != nullptr;
-}
-
 // D[h] = A[h] @ B[h] for every head with B[h] the `rows` rows of the fp8 wkv_b from row
 // row0 + h * per_head: [rows, Dc] when k_is_row, else its transpose [Dc, rows].
 void fp8_batched_gemm(const Target& t, const Weight& w, const DLTensor* a, int64_t row0,
@@ -234,27 +243,19 @@ void mla_absorb_q(dsk_context& ctx, const DLTensor* q_nope_t, const DLTensor* wk
   }
   const Target t = target(ctx, {&q, &w.w, &w.scale, &ql});
   if (tokens == 0) return;
-  if (fp8_in_place(t, w)) {
-    View a;
-    window(a, q.l.data, q.l, q.l.dtype_id, {heads, tokens, dn},
-           {q.l.strides[1], q.l.strides[0], q.l.strides[2]});
-    View d;
-    window(d, ql.l.data, ql.l, ql.l.dtype_id, {heads, tokens, w.dc},
-           {ql.l.strides[1], ql.l.strides[0], ql.l.strides[2]});
-    fp8_batched_gemm(t, w, a.get(), 0, dn, true, d.get());
-    return;
-  }
   Operands opd = operands(ctx, t, w, q);
   View a;
-  window(a, opd.x, q.l, opd.dtype_id, {heads, tokens, dn},
-         {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
-  View b;
-  window(b, opd.w, w.w.l, opd.dtype_id, {heads, dn, w.dc},
-         {w.per_head * opd.w_s0, opd.w_s0, opd.w_s1});
+  heads_first(a, opd.x, q.l, opd.dtype_id, opd.x_strides, heads, tokens, dn);
   View d;
-  window(d, ql.l.data, ql.l, ql.l.dtype_id, {heads, tokens, w.dc},
-         {ql.l.strides[1], ql.l.strides[0], ql.l.strides[2]});
-  batched_gemm(t, opd, a.get(), b.get(), d.get());
+  heads_first(d, ql.l.data, ql.l, ql.l.dtype_id, ql.l.strides, heads, tokens, w.dc);
+  if (opd.fp8_in_place) {
+    fp8_batched_gemm(t, w, a.get(), 0, dn, true, d.get());
+  } else {
+    View b;
+    window(b, opd.w, w.w.l, opd.dtype_id, {heads, dn, w.dc},
+           {w.per_head * opd.w_s0, opd.w_s0, opd.w_s1});
+    batched_gemm(t, opd, a.get(), b.get(), d.get());
+  }
   release(ctx, t, opd);
 }
 
@@ -281,29 +282,21 @@ void mla_absorb_out(dsk_context& ctx, const DLTensor* o_latent_t, const DLTensor
   }
   const Target t = target(ctx, {&ol, &w.w, &w.scale, &o});
   if (tokens == 0) return;
-  if (fp8_in_place(t, w)) {
-    View a;
-    window(a, ol.l.data, ol.l, ol.l.dtype_id, {heads, tokens, w.dc},
-           {ol.l.strides[1], ol.l.strides[0], ol.l.strides[2]});
-    View d;
-    window(d, o.l.data, o.l, o.l.dtype_id, {heads, tokens, dv},
-           {o.l.strides[1], o.l.strides[0], o.l.strides[2]});
-    fp8_batched_gemm(t, w, a.get(), dn, dv, false, d.get());
-    return;
-  }
   Operands opd = operands(ctx, t, w, ol);
-  const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
   View a;
-  window(a, opd.x, ol.l, opd.dtype_id, {heads, tokens, w.dc},
-         {opd.x_strides[1], opd.x_strides[0], opd.x_strides[2]});
-  // W_UV[h]^T: element (c, j) is wkv_b[h * per_head + dn + j, c].
-  View b;
-  window(b, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
-         {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+  heads_first(a, opd.x, ol.l, opd.dtype_id, opd.x_strides, heads, tokens, w.dc);
   View d;
-  window(d, o.l.data, o.l, o.l.dtype_id, {heads, tokens, dv},
-         {o.l.strides[1], o.l.strides[0], o.l.strides[2]});
-  batched_gemm(t, opd, a.get(), b.get(), d.get());
+  heads_first(d, o.l.data, o.l, o.l.dtype_id, o.l.strides, heads, tokens, dv);
+  if (opd.fp8_in_place) {
+    fp8_batched_gemm(t, w, a.get(), dn, dv, false, d.get());
+  } else {
+    // W_UV[h]^T: element (c, j) is wkv_b[h * per_head + dn + j, c].
+    const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
+    View b;
+    window(b, opd.w + dn * opd.w_s0 * es, w.w.l, opd.dtype_id, {heads, w.dc, dv},
+           {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});
+    batched_gemm(t, opd, a.get(), b.get(), d.get());
+  }
   release(ctx, t, opd);
 }
 
@@ -352,25 +345,19 @@ void mla_decompress_kv(dsk_context& ctx, const DLTensor* c_kv_t, const DLTensor*
   const Target t = target(ctx, {&c, &pe, &w.w, &w.scale, &k, &v});
   if (tokens == 0) return;
   View dk;
-  window(dk, k.l.data, k.l, k.l.dtype_id, {heads, tokens, dn},
-         {k.l.strides[1], k.l.strides[0], k.l.strides[2]});
+  heads_first(dk, k.l.data, k.l, k.l.dtype_id, k.l.strides, heads, tokens, dn);
   View dvw;
-  window(dvw, v.l.data, v.l, v.l.dtype_id, {heads, tokens, dv},
-         {v.l.strides[1], v.l.strides[0], v.l.strides[2]});
-  Operands opd;
-  if (fp8_in_place(t, w)) {
-    // The latent is shared by every head: batch stride 0.
-    View a;
-    window(a, c.l.data, c.l, c.l.dtype_id, {heads, tokens, w.dc},
-           {0, c.l.strides[0], c.l.strides[1]});
+  heads_first(dvw, v.l.data, v.l, v.l.dtype_id, v.l.strides, heads, tokens, dv);
+  Operands opd = operands(ctx, t, w, c);
+  // The latent is shared by every head: batch stride 0.
+  View a;
+  window(a, opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
+         {0, opd.x_strides[0], opd.x_strides[1]});
+  if (opd.fp8_in_place) {
     fp8_batched_gemm(t, w, a.get(), 0, dn, false, dk.get());
     fp8_batched_gemm(t, w, a.get(), dn, dv, false, dvw.get());
   } else {
-    opd = operands(ctx, t, w, c);
     const auto es = static_cast<int64_t>(dtype_id_size(opd.dtype_id));
-    View a;
-    window(a, opd.x, c.l, opd.dtype_id, {heads, tokens, w.dc},
-           {0, opd.x_strides[0], opd.x_strides[1]});
     View bk;
     window(bk, opd.w, w.w.l, opd.dtype_id, {heads, w.dc, dn},
            {w.per_head * opd.w_s0, opd.w_s1, opd.w_s0});

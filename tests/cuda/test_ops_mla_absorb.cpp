@@ -82,6 +82,19 @@ Weight make_weight(const Env& env, const Shape& s, bool fp8, uint64_t seed) {
   return w;
 }
 
+// sum_k |x_k w_k| of every output [tokens, heads, n] of a dot product of length k: term(t, h, i, c)
+// is |x| |w| of one product.
+template <typename Term>
+std::vector<double> magnitudes(int64_t tokens, int64_t heads, int64_t n, int64_t k, Term term) {
+  std::vector<double> mag(static_cast<size_t>(tokens * heads * n), 0.0);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < k; ++c)
+          mag[static_cast<size_t>((t * heads + h) * n + i)] += term(t, h, i, c);
+  return mag;
+}
+
 double ulp(double v, int32_t dtype) {
   if (dtype != DSK_DTYPE_BF16) return 0.0;
   return std::ldexp(std::max(std::fabs(v), 1e-30), -7);
@@ -141,15 +154,14 @@ TEST_SUITE("cuda_ops") {
             }
             DSK_REQUIRE_OK(dsk_context_synchronize(env.gpu.get()));
             const std::vector<float> qv = read_f32(env, q.cpu.dl());
-            std::vector<double> mag(static_cast<size_t>(tokens * s.heads * s.dc), 0.0);
-            for (int64_t t = 0; t < tokens; ++t)
-              for (int64_t h = 0; h < s.heads; ++h)
-                for (int64_t c = 0; c < s.dc; ++c)
-                  for (int64_t i = 0; i < s.dn; ++i)
-                    mag[static_cast<size_t>((t * s.heads + h) * s.dc + c)] +=
-                        std::fabs(qv[static_cast<size_t>((t * s.heads + h) * s.dn + i)]) *
-                        wv(h * ph + i, c);
-            check(env, ql, mag, s.dn, "absorb_q, " + what);
+            check(env, ql,
+                  magnitudes(tokens, s.heads, s.dc, s.dn,
+                             [&](int64_t t, int64_t h, int64_t c, int64_t i) {
+                               return std::fabs(
+                                          qv[static_cast<size_t>((t * s.heads + h) * s.dn + i)]) *
+                                      wv(h * ph + i, c);
+                             }),
+                  s.dn, "absorb_q, " + what);
 
             // absorb_out: o[t, h, j] = sum_c o_lat[t, h, c] W[h ph + dn + j, c].
             Pair ol = uniform_pair(env, {tokens, s.heads, s.dc}, act, ++seed);
@@ -161,15 +173,14 @@ TEST_SUITE("cuda_ops") {
             }
             DSK_REQUIRE_OK(dsk_context_synchronize(env.gpu.get()));
             const std::vector<float> olv = read_f32(env, ol.cpu.dl());
-            mag.assign(static_cast<size_t>(tokens * s.heads * s.dv), 0.0);
-            for (int64_t t = 0; t < tokens; ++t)
-              for (int64_t h = 0; h < s.heads; ++h)
-                for (int64_t j = 0; j < s.dv; ++j)
-                  for (int64_t c = 0; c < s.dc; ++c)
-                    mag[static_cast<size_t>((t * s.heads + h) * s.dv + j)] +=
-                        std::fabs(olv[static_cast<size_t>((t * s.heads + h) * s.dc + c)]) *
-                        wv(h * ph + s.dn + j, c);
-            check(env, o, mag, s.dc, "absorb_out, " + what);
+            check(env, o,
+                  magnitudes(tokens, s.heads, s.dv, s.dc,
+                             [&](int64_t t, int64_t h, int64_t j, int64_t c) {
+                               return std::fabs(
+                                          olv[static_cast<size_t>((t * s.heads + h) * s.dc + c)]) *
+                                      wv(h * ph + s.dn + j, c);
+                             }),
+                  s.dc, "absorb_out, " + what);
 
             // decompress_kv (no k_pe): k[t, h, i] = sum_c c_kv[t, c] W[h ph + i, c], v likewise
             // from the rows after dn.
@@ -186,14 +197,11 @@ TEST_SUITE("cuda_ops") {
             const std::vector<float> cv = read_f32(env, ckv.cpu.dl());
             for (const bool is_v : {false, true}) {
               const int64_t n = is_v ? s.dv : s.dn;
-              mag.assign(static_cast<size_t>(tokens * s.heads * n), 0.0);
-              for (int64_t t = 0; t < tokens; ++t)
-                for (int64_t h = 0; h < s.heads; ++h)
-                  for (int64_t i = 0; i < n; ++i)
-                    for (int64_t c = 0; c < s.dc; ++c)
-                      mag[static_cast<size_t>((t * s.heads + h) * n + i)] +=
-                          std::fabs(cv[static_cast<size_t>(t * s.dc + c)]) *
-                          wv(h * ph + (is_v ? s.dn : 0) + i, c);
+              const std::vector<double> mag = magnitudes(
+                  tokens, s.heads, n, s.dc, [&](int64_t t, int64_t h, int64_t i, int64_t c) {
+                    return std::fabs(cv[static_cast<size_t>(t * s.dc + c)]) *
+                           wv(h * ph + (is_v ? s.dn : 0) + i, c);
+                  });
               check(env, is_v ? v : k, mag, s.dc,
                     (is_v ? "decompress v, " : "decompress k, ") + what);
             }
