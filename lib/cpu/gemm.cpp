@@ -44,8 +44,6 @@ constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockCols = 64;
 constexpr int64_t kBlockK = 256;
 static_assert(kBlockK % kGemmLanes == 0, "k blocks must keep the lanes of gemm_tile.h aligned");
-// Work below which a worker thread costs more than it brings (flops per worker).
-constexpr double kMinFlopsPerThread = 4.0e6;
 
 // A [batch, rows, cols] operand of a float dtype with element strides.
 struct Operand {

@@ -61,8 +61,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kTargetItems = 64;
 constexpr int64_t kMinChunk = 256;
 constexpr int64_t kMinRunChunk = 64;
-// Below this many flops a call runs on the calling thread (starting workers costs more).
-constexpr double kMinFlopsForThreads = 4.0e6;
+// Below this many flops a call runs on the calling thread (waking workers costs more).
+constexpr double kMinFlopsForThreads = 2 * kMinFlopsPerThread;
 constexpr int64_t kAlign = 64;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

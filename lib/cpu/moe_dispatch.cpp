@@ -23,7 +23,7 @@ namespace dsk {
 namespace cpu {
 namespace {
 
-// Assignments each share handles at least (starting a worker costs tens of microseconds).
+// Assignments each share handles at least (a share must outweigh waking a worker, 1-15 us).
 constexpr int64_t kMinAssignmentsPerShare = int64_t{1} << 16;
 
 // A 1-D int32 output (element i at data + i * step bytes).

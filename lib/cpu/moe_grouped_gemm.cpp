@@ -22,9 +22,9 @@ namespace dsk {
 namespace cpu {
 namespace {
 
-// Flops below which gemm() keeps a problem on the calling thread (its kMinFlopsPerThread times
-// two: it starts a second thread from 2 * 4e6 flops on). Only the split depends on this value.
-constexpr double kSingleThreadFlops = 8.0e6;
+// Flops below which gemm() keeps a problem on the calling thread (kMinFlopsPerThread times two:
+// it starts a second thread from there on). Only the split depends on this value.
+constexpr double kSingleThreadFlops = 2 * kMinFlopsPerThread;
 
 // A [rows, cols] window of a 2-D tensor, or matrix g of a 3-D one, with element strides.
 struct Window {

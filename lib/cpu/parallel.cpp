@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/thread_pool.h"
+
 namespace dsk {
 namespace cpu {
 
@@ -25,12 +27,12 @@ int configured_threads() {
   return hardware;
 }
 
-void run_shares(int64_t threads, const std::function<void(int64_t t)>& part) {
-  if (threads <= 1) {
-    if (threads == 1) part(0);
-    return;
-  }
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+namespace {
+
+// The fallback when the pool is busy: a std::thread per share (part(0) and any share whose thread
+// could not be started run on the calling thread).
+void run_spawned(int64_t threads, const std::function<void(int64_t t)>& part,
+                 std::vector<std::exception_ptr>& errors) {
   std::vector<std::thread> workers;
   workers.reserve(static_cast<size_t>(threads - 1));
   int64_t started = 1;
@@ -56,6 +58,19 @@ void run_shares(int64_t threads, const std::function<void(int64_t t)>& part) {
     }
   }
   for (std::thread& w : workers) w.join();
+}
+
+}  // namespace
+
+void run_shares(int64_t threads, const std::function<void(int64_t t)>& part) {
+  if (threads <= 1) {
+    if (threads == 1) part(0);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+  // Busy means another thread's call holds the pool, or this is a share asking for shares (the
+  // sampler splits rows over threads and a row over more): both start threads of their own.
+  if (!pool_run(threads, part, errors.data())) run_spawned(threads, part, errors);
   for (const std::exception_ptr& e : errors) {
     if (e) std::rethrow_exception(e);
   }

@@ -510,10 +510,8 @@ dsk_status sample(const dsk_exec* /*ex*/, const dsk_sampling_args* a) noexcept {
     o.top_raw = a->top_source == DSK_LOGPROBS_RAW;
     if (c.rows == 0) return;
     // Rows fewer than the threads: each row splits its race and mass passes over its share of
-    // them, from 4 threads a row (measured on 2 busy cores, 2 threads a row were slower than 1:
-    // starting workers costs tens of microseconds).
-    int64_t row_threads = std::max<int64_t>(1, configured_threads() / c.rows);
-    if (row_threads < 4) row_threads = 1;
+    // them.
+    const int64_t row_threads = std::max<int64_t>(1, configured_threads() / c.rows);
     parallel_for(c.rows, row_grain(c.vocab),
                  [&](int64_t lo, int64_t hi) { sample_rows(c, o, lo, hi, row_threads); });
   });

@@ -173,8 +173,8 @@ struct RowNeeds {
   int64_t threads = 1;
 };
 
-// Tokens a thread of a split row gets at least (starting a worker costs tens of microseconds;
-// the race and the mass pass cost about a nanosecond per token).
+// Tokens a thread of a split row gets at least (waking a worker costs 1-15 microseconds; the race
+// and the mass pass cost about a nanosecond per token).
 constexpr int64_t kMinTokensPerShare = int64_t{1} << 15;
 constexpr int64_t kMaxShares = 64;
 
