@@ -15,7 +15,7 @@
 //
 // Threads: D is split into one rectangle per worker (by batch, by column ranges or by row ranges,
 // whichever gives every worker a share) through cpu/parallel.h (DSK_NUM_THREADS overrides
-// std::thread::hardware_concurrency()); small problems run on the calling thread.
+// the CPUs the process may run on); small problems run on the calling thread.
 #include <algorithm>
 #include <array>
 #include <cstdint>

@@ -23,8 +23,9 @@ namespace dsk {
 namespace cpu {
 namespace {
 
-// Assignments each share handles at least (a share must outweigh waking a worker, 1-15 us).
-constexpr int64_t kMinAssignmentsPerShare = int64_t{1} << 16;
+// Assignments each share handles at least (about 50 us of work: a share must outweigh waking a
+// worker, 1-15 us).
+constexpr int64_t kMinAssignmentsPerShare = int64_t{1} << 13;
 
 // A 1-D int32 output (element i at data + i * step bytes).
 struct I32Vec {

@@ -21,7 +21,8 @@ namespace dsk {
 namespace cpu {
 namespace {
 
-constexpr int64_t kMinAssignmentsPerShare = int64_t{1} << 16;
+// Assignments a share counts at least (about 25 us: a share must outweigh waking a worker).
+constexpr int64_t kMinAssignmentsPerShare = int64_t{1} << 14;
 
 // The [T, k] id tensor: id (t, j) at data + t * s0 + j * s1 bytes.
 struct Ids {

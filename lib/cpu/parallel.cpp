@@ -1,6 +1,10 @@
 // parallel.cpp - see parallel.h.
 #include "cpu/parallel.h"
 
+#if defined(__linux__)
+#  include <sched.h>
+#endif
+
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
@@ -19,12 +23,23 @@ int configured_threads() {
     const long v = std::strtol(env, &end, 10);
     if (end != env && *end == '\0' && v > 0) return static_cast<int>(std::min<long>(v, 1024));
   }
-  // hardware_concurrency() reads /sys on Linux (microseconds): asked once.
-  static const int hardware = [] {
-    const unsigned h = std::thread::hardware_concurrency();
-    return h > 0 ? static_cast<int>(std::min<unsigned>(h, 1024)) : 1;
-  }();
-  return hardware;
+  static const int usable = usable_cpus();
+  return usable;
+}
+
+int usable_cpus() {
+#if defined(__linux__)
+  // The CPUs this process may run on (taskset, cpusets), which hardware_concurrency() ignores:
+  // a container pinned to 2 of 64 CPUs must not split work 64 ways.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return std::min(n, 1024);
+  }
+#endif
+  const unsigned h = std::thread::hardware_concurrency();
+  return h > 0 ? static_cast<int>(std::min<unsigned>(h, 1024)) : 1;
 }
 
 namespace {

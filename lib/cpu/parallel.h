@@ -1,7 +1,7 @@
 // parallel.h - the CPU backend's threads: a fixed split of a range over the persistent workers of
 // thread_pool.h.
 //
-// DSK_NUM_THREADS (a positive integer, at most 1024) overrides std::thread::hardware_concurrency().
+// DSK_NUM_THREADS (a positive integer, at most 1024) overrides the CPUs the process may run on.
 // Work is split into contiguous, deterministic ranges that depend only on n and the thread count;
 // the calling thread takes shares too. When the pool is busy (another thread's call, or a share
 // asking for shares), a std::thread per share runs instead (if one cannot be created the calling
@@ -17,8 +17,12 @@
 namespace dsk {
 namespace cpu {
 
-// DSK_NUM_THREADS when set to a positive integer, else hardware_concurrency() (at least 1).
+// DSK_NUM_THREADS when set to a positive integer, else usable_cpus() as it was on the first call.
 int configured_threads();
+
+// The CPUs the process may run on (its affinity mask on Linux, else hardware_concurrency()), at
+// least 1 and at most 1024. Asked once by configured_threads(): the call reads /proc or /sys.
+int usable_cpus();
 
 // Calls part(t) once for every t in [0, threads), on the calling thread and worker threads in no
 // fixed assignment (part's work must depend on t only). threads <= 1 runs inline.

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/parallel.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #  include <immintrin.h>
 #  define DSK_CPU_RELAX() _mm_pause()
@@ -153,7 +155,7 @@ class Pool {
   // would preempt the caller.
   void worker_main(int64_t index, Slot* slot, uint64_t seen) {
     t_in_share = true;
-    static const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    static const int64_t cores = usable_cpus();
     const bool may_spin = index + 2 <= cores;
     bool spin = may_spin;
     for (;;) {

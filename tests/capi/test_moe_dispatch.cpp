@@ -159,7 +159,8 @@ TEST_CASE("moe dispatch matches the reference on random ids") {
   CpuContext ctx;
   uint64_t seed = 1;
   for (int64_t block : {1, 16, 64, 128}) {
-    for (int64_t t : {1, 7, 300}) {
+    // T 2500 (20000 assignments with k 8) splits over threads (8192 a share) where there are any.
+    for (int64_t t : {1, 7, 300, 2500}) {
       for (int64_t e : {8, 64, 256}) {
         for (int32_t dt : {DSK_DTYPE_INT32, DSK_DTYPE_INT64}) {
           const int64_t k = std::min<int64_t>(e, 8);
@@ -482,8 +483,9 @@ TEST_CASE("moe load_accumulate counts a slice's assignments across calls") {
     MOE_REQUIRE_OK(dsk_moe_load_accumulate(ctx, ids.dl(), 2, big.dl()));
     CHECK(int_values(big) == std::vector<int64_t>{(int64_t{1} << 40) + 3, 1, 0, 1});
   }
-  // Random ids against a histogram, with a reset through dsk_fill.
-  const int64_t t = 500, k = 8, e = 64;
+  // Random ids against a histogram, with a reset through dsk_fill (T 4100: 32800 assignments,
+  // split over threads where there are any).
+  const int64_t t = 4100, k = 8, e = 64;
   const std::vector<int64_t> idv = random_ids(t, k, e, 51, 0.1, 2.0);
   Host ids = ints({t, k}, DSK_DTYPE_INT32, idv);
   Host load({e}, DSK_DTYPE_INT64);
@@ -605,7 +607,7 @@ TEST_CASE("moe ep_layout worked example with 4 ranks and -1 ids") {
 
 TEST_CASE("moe ep_layout matches the reference on random ids") {
   CpuContext ctx;
-  const int64_t t = 700, k = 8, e = 256;
+  const int64_t t = 4100, k = 8, e = 256;  // 32800 assignments: split over threads
   const std::vector<int64_t> idv = random_ids(t, k, e, 61, 0.05, 1.0);
   for (int64_t r : {1, 8, 32, 256}) {
     INFO("R " << r);

@@ -1,10 +1,13 @@
 // Tests of run_shares on the persistent pool (lib/cpu/thread_pool.h): every share runs exactly
 // once, errors reach the caller, the workers are reused across calls, concurrent callers and
-// nested calls each get all their shares, and a fork child can run shares of its own.
+// nested calls each get all their shares, a fork child can run shares of its own; the default
+// thread count follows the affinity mask.
 #include <doctest/doctest.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -118,4 +121,24 @@ TEST_CASE("thread pool: a fork child runs shares on a pool of its own") {
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(all_once(share_counts(4)));
+}
+
+TEST_CASE("usable_cpus follows the affinity mask") {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(sched_getaffinity(0, sizeof(set), &set) == 0);
+  CHECK(dsk::cpu::usable_cpus() == std::min(CPU_COUNT(&set), 1024));
+  // A thread pinned to one CPU (its own mask only: the process keeps its CPUs).
+  int first = 0;
+  while (first < CPU_SETSIZE && !CPU_ISSET(first, &set)) ++first;
+  REQUIRE(first < CPU_SETSIZE);
+  int pinned = -1;
+  std::thread t([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (sched_setaffinity(0, sizeof(one), &one) == 0) pinned = dsk::cpu::usable_cpus();
+  });
+  t.join();
+  CHECK(pinned == 1);
 }
