@@ -357,12 +357,18 @@ void run_row(const DenseRow& dense_in, const RowParams& p, const RowLists& lists
   const int64_t nb = (vocab + kBlock - 1) / kBlock;
   if (static_cast<int64_t>(s.bmax.size()) < nb) s.bmax.resize(static_cast<size_t>(nb));
   uint32_t* bmax = s.bmax.data();
-  // Threads for the compute-bound passes (the race, the mass histogram); pass 1 reads at memory
-  // speed, where starting workers would not pay.
+  // Threads for every pass over the row (pass 1, the race, the mass histogram): each share takes
+  // a contiguous range of blocks and the merges are exact.
   const int64_t shares = std::max<int64_t>(
       1, std::min<int64_t>({needs.threads, vocab / kMinTokensPerShare, nb, kMaxShares}));
   bool bad = false;
-  kern.pass1(dense, 0, nb, bmax, bad);
+  {
+    bool bads[kMaxShares] = {};
+    for_shares(shares, nb, [&](int64_t i, int64_t b0, int64_t b1) {
+      kern.pass1(dense, b0, b1, bmax, bads[i]);
+    });
+    for (int64_t i = 0; i < shares; ++i) bad = bad || bads[i];
+  }
 
   res = RowResult{};
   res.shift = sample_weight_shift(vocab);

@@ -197,6 +197,20 @@ TEST_CASE("sampling determinism: runs, batch sizes, row positions and thread cou
     CHECK(r1.ids == r3.ids);
     CHECK(r1.top == r3.top);
     CHECK(std::memcmp(r1.lp.data(), r3.lp.data(), r1.lp.size() * 4) == 0);
+    if (vv == 500) continue;
+    // A row alone splits every pass over the row (pass 1, the race, the mass) over 3 threads.
+    for (int64_t i = 0; i < big.rows(); ++i) {
+      INFO("row ", i, " alone");
+      Batch one = pick(big, {i});
+      Result a;
+      {
+        dsk_test::Threads t("3");
+        a = run(ctx, one);
+      }
+      CHECK(a.ids[0] == r1.ids[sz(i)]);
+      CHECK(same_bits(a.lp[0], r1.lp[sz(i)]));
+      CHECK(std::equal(a.top.begin(), a.top.end(), r1.top.begin() + 3 * i));
+    }
   }
 }
 

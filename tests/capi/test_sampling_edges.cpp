@@ -159,6 +159,31 @@ TEST_CASE("sampling edge: masked, non-finite and overflowing rows") {
   CHECK(z[sz(3 * v + 36)] == -kInf);
 }
 
+TEST_CASE("sampling edge: a non-finite logit in any share of a split row") {
+  // One row of the DeepSeek vocabulary on 3 threads splits its passes into 3 block ranges: a NaN
+  // or +inf in the last or the first range is found as in the unsplit row.
+  CpuContext ctx;
+  const int64_t v = 129280;
+  for (int64_t at : {int64_t{3}, v / 2, v - 5}) {
+    // -NaN: its key sorts below every other, so only pass 1's check can find it.
+    for (float bad : {kNaN, -kNaN, kInf}) {
+      for (float temperature : {0.0f, 0.7f}) {
+        INFO("bad logit at ", at, " value ", bad, " T ", temperature);
+        Batch batch(1, v);
+        batch.fill_normal(11, 1.0);
+        batch.x(0, at) = bad;
+        batch.row(0).temperature = temperature;
+        for (const char* threads : {"1", "3"}) {
+          dsk_test::Threads t(threads);
+          Outputs out(1, 4);
+          samp_test::run_sample(ctx, batch, out);
+          check_bad_row(out, 0, DSK_SAMPLE_NONFINITE);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("sampling edge: greedy rows mixed with random rows") {
   CpuContext ctx;
   const int64_t b = 32, v = 200;
