@@ -509,9 +509,12 @@ dsk_status sample(const dsk_exec* /*ex*/, const dsk_sampling_args* a) noexcept {
     o.top_n = o.top_ids ? static_cast<int32_t>(o.top_ids.cols) : 0;
     o.top_raw = a->top_source == DSK_LOGPROBS_RAW;
     if (c.rows == 0) return;
-    // Rows fewer than the threads: each row splits its race and mass passes over its share of
-    // them.
-    const int64_t row_threads = std::max<int64_t>(1, configured_threads() / c.rows);
+    // Rows fewer than the threads: each row splits its passes over its share of them. A single
+    // row splits on the pool; several rows already run as one pool job, so a row's own split
+    // starts threads (the pool runs one job at a time), which pays only from about 4 threads a
+    // row (measured on 2 cores before the pool: 2 threads a row were slower than 1).
+    int64_t row_threads = std::max<int64_t>(1, configured_threads() / c.rows);
+    if (c.rows > 1 && row_threads < 4) row_threads = 1;
     parallel_for(c.rows, row_grain(c.vocab),
                  [&](int64_t lo, int64_t hi) { sample_rows(c, o, lo, hi, row_threads); });
   });
