@@ -64,20 +64,24 @@ DSK_VEC_INLINE V16 load_bf16(const char* p) {
 // products dequantize a block to f32 once instead (lib/cpu/gemm.cpp).
 DSK_VEC_INLINE V16 load_e4m3(const char* p) {
 #if defined(DSK_GT_AVX512_UNIT)
-  // The same steps with AVX-512 intrinsics (one vpmovzxbd for the widening).
-  const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m512i mag = _mm512_and_si512(w, _mm512_set1_epi32(0x7F));
-  const __m512i normal =
-      _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(0x3C000000));
-  const __m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
-  __m512i bits = _mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(8)),
-                                       _mm512_castps_si512(sub));
-  bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)),
-                               _mm512_set1_epi32(0x7FC00000));
-  bits = _mm512_or_si512(bits, _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0x80)), 24));
-  V16 v;
-  memcpy(&v, &bits, sizeof(v));
-  return v;
+  // The code as an fp16 with the same exponent and mantissa bits (shifted into place, the sign
+  // moved to bit 15): its value times 2^-8 exactly, subnormal codes as fp16 subnormals, which
+  // vcvtph2ps converts exactly whatever MXCSR says (it ignores DAZ; the f32 results are normal).
+  // 10 instructions per 16 codes (13 with the integer steps of the other clones).
+  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i t = _mm256_slli_epi16(w, 7);
+  const __m256i h = _mm256_add_epi16(t, _mm256_and_si256(t, _mm256_set1_epi16(0x4000)));
+  const __m512 v = _mm512_cvtph_ps(h);
+  // 0x7F / 0xFF became +-1.875 (480 is no e4m3fn value): NaN 0x7FC00000 with the sign.
+  const __mmask16 nan = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(1.875f), _CMP_EQ_OQ);
+  const __m512i x = _mm512_castps_si512(_mm512_mul_ps(v, _mm512_set1_ps(256.0f)));
+  const __m512i signed_nan = _mm512_ternarylogic_epi32(
+      _mm512_castps_si512(v), _mm512_set1_epi32(static_cast<int32_t>(0x80000000u)),
+      _mm512_set1_epi32(0x7FC00000), 0xEA);  // (v & sign) | qnan
+  const __m512i bits = _mm512_mask_mov_epi32(x, nan, signed_nan);
+  V16 v16;
+  memcpy(&v16, &bits, sizeof(v16));
+  return v16;
 #else
   Q16 q;
   memcpy(&q, p, sizeof(q));
