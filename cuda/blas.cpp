@@ -76,8 +76,13 @@ uint32_t pointer_alignment(const void* p) noexcept {
   return align;
 }
 
-dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, const void* b,
-                              const void* c, const void* d) noexcept {
+dsk_status set_lt_preferences(cublasLtMatmulPreference_t pref, uint64_t max_workspace,
+                              const void* a, const void* b, const void* c, const void* d) noexcept {
+  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
+  const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)));
   const void* ptrs[4] = {a, b, c, d};
   const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,

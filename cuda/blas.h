@@ -39,12 +39,18 @@ size_t lt_version() noexcept;
 // The largest power of two up to 256 dividing the address.
 uint32_t pointer_alignment(const void* p) noexcept;
 
-// Tells the heuristic the actual alignment of the A, B, C and D pointers (the largest power of two
-// up to 256 dividing each). Without it cuBLASLt assumes 256-byte aligned matrices and may choose an
-// algorithm that a view at a smaller alignment cannot run
-// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256).
-dsk_status set_min_alignments(cublasLtMatmulPreference_t pref, const void* a, const void* b,
-                              const void* c, const void* d) noexcept;
+// The preferences every cuBLASLt heuristic query of dsk makes:
+// - the workspace cap, max_workspace bytes;
+// - the actual alignment of the A, B, C and D pointers (the largest power of two up to 256 dividing
+//   each). Without it cuBLASLt assumes 256-byte aligned matrices and may choose an algorithm that a
+//   view at a smaller alignment cannot run (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default
+//   256);
+// - split-K partial sums only in the compute type (or no split). By default cuBLASLt may also add
+//   them in the output buffer or in workspace of the output type: for bf16 outputs with a long K
+//   and few rows (MLA absorb_out, decompress_kv per head) that rounds every partial sum to bf16,
+//   several roundings where dsk promises one (docs/ops/gemm.md).
+dsk_status set_lt_preferences(cublasLtMatmulPreference_t pref, uint64_t max_workspace,
+                              const void* a, const void* b, const void* c, const void* d) noexcept;
 
 }  // namespace cuda
 }  // namespace dsk

@@ -132,10 +132,7 @@ dsk_status make_plan(cublasLtHandle_t lt, int64_t m, int64_t n, int64_t k, int64
   DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->d, out, static_cast<uint64_t>(n),
                                                         static_cast<uint64_t>(m), ldd));
   DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&plan->pref));
-  const uint64_t workspace = kLtMaxWorkspaceBytes;
-  DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
-      plan->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-  DSK_RETURN_IF_FAILED(set_min_alignments(plan->pref, a, b, d, d));
+  DSK_RETURN_IF_FAILED(set_lt_preferences(plan->pref, kLtMaxWorkspaceBytes, a, b, d, d));
   int returned = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
       lt, plan->op, plan->a, plan->b, plan->d, plan->d, plan->pref, 1, &plan->heuristic, &returned);

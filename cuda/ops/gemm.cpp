@@ -214,11 +214,8 @@ dsk_status lt_matmul(int32_t device, cudaStream_t stream, const LtMat& a, const 
   if (!lt_algo_lookup(key, &chosen)) {
     LtPref pref;
     DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref.p));
-    const uint64_t workspace = kLtMaxWorkspaceBytes;
-    DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
-        pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-    // The heuristic otherwise assumes 256-byte aligned matrices; views need not be.
-    DSK_RETURN_IF_FAILED(set_min_alignments(pref.p, a.ptr, b.ptr, c.ptr, d.ptr));
+    DSK_RETURN_IF_FAILED(
+        set_lt_preferences(pref.p, kLtMaxWorkspaceBytes, a.ptr, b.ptr, c.ptr, d.ptr));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     DSK_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(h.lt, desc.d, la.l, lb.l, lc.l, ld.l,

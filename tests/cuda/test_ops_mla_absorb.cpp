@@ -1,11 +1,12 @@
 // MLA weight absorption (dsk_mla_absorb_q, dsk_mla_absorb_out, dsk_mla_decompress_kv) on CUDA
-// against the CPU reference, same inputs, with bf16 and fp8 (128 x 128 block scales) wkv_b.
+// against the CPU reference, same inputs, with bf16, f32 and fp8 (128 x 128 block scales) wkv_b and
+// bf16, f16 and f32 activations (an f32 wkv_b with f16 activations is dsk-run's f32 absorb_out).
 //
 // Tolerance per element: both sides multiply the weight's exact f32 value (fp8: q * scale) by the
 // activations in f32 and accumulate in f32 in different orders (cuBLAS vs the CPU's fixed lane
 // order), so each is within (K + 3) * 2^-24 * sum_k |x_k w_k| of the exact dot product and their
 // difference within twice that, plus one ulp of the output dtype when it is bf16 (each side rounds
-// its own f32 result once).
+// its own f32 result once) or f16.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -43,8 +44,8 @@ Pair uniform_pair(const Env& env, const std::vector<int64_t>& shape, int32_t dty
   return p;
 }
 
-// wkv_b [H (dn + dv), Dc] in bf16 or fp8 (quantized on the CPU, scales copied), and the f32 values
-// the products use.
+// wkv_b [H (dn + dv), Dc] in bf16, f32 or fp8 (quantized on the CPU, scales copied), and the f32
+// values the products use.
 struct Weight {
   Pair w;
   Pair scale;  // fp8 only
@@ -57,11 +58,12 @@ struct Weight {
   }
 };
 
-Weight make_weight(const Env& env, const Shape& s, bool fp8, uint64_t seed) {
+Weight make_weight(const Env& env, const Shape& s, int32_t dtype_id, uint64_t seed) {
   Weight w;
+  const bool fp8 = dtype_id == DSK_DTYPE_FP8_E4M3FN;
   w.fp8 = fp8;
   const int64_t rows = s.heads * (s.dn + s.dv);
-  Pair f = uniform_pair(env, {rows, s.dc}, fp8 ? DSK_DTYPE_F32 : DSK_DTYPE_BF16, seed);
+  Pair f = uniform_pair(env, {rows, s.dc}, fp8 ? DSK_DTYPE_F32 : dtype_id, seed);
   if (!fp8) {
     w.value = read_f32(env, f.cpu.dl());
     w.w = std::move(f);
@@ -95,9 +97,12 @@ std::vector<double> magnitudes(int64_t tokens, int64_t heads, int64_t n, int64_t
   return mag;
 }
 
+// At least one unit in the last place of v in the output dtype (0 for f32, which the f32 bound
+// covers).
 double ulp(double v, int32_t dtype) {
-  if (dtype != DSK_DTYPE_BF16) return 0.0;
-  return std::ldexp(std::max(std::fabs(v), 1e-30), -7);
+  if (dtype == DSK_DTYPE_BF16) return std::ldexp(std::max(std::fabs(v), 1e-30), -7);
+  if (dtype == DSK_DTYPE_F16) return std::max(std::ldexp(std::fabs(v), -10), std::ldexp(1.0, -24));
+  return 0.0;
 }
 
 // Compares the two sides' outputs: mag[i] is sum_k |x_k w_k| of element i, k the dot length.
@@ -124,7 +129,7 @@ void check(const Env& env, const Pair& out, const std::vector<double>& mag, int6
 }  // namespace
 
 TEST_SUITE("cuda_ops") {
-  TEST_CASE("cuda.mla absorb ops with bf16 and fp8 wkv_b match the CPU reference") {
+  TEST_CASE("cuda.mla absorb ops with bf16, f32 and fp8 wkv_b match the CPU reference") {
     Env env;
     // DeepSeek's per-head sizes (4 of the 128 heads), and heads of 48 + 40 rows that straddle the
     // 128-row scale blocks with Dc ending in a partial block.
@@ -132,15 +137,15 @@ TEST_SUITE("cuda_ops") {
     uint64_t seed = 900;
     for (const Shape& s : shapes) {
       const int64_t ph = s.dn + s.dv;
-      for (bool fp8 : {false, true}) {
-        const Weight w = make_weight(env, s, fp8, ++seed);
+      for (int32_t wdt : {DSK_DTYPE_BF16, DSK_DTYPE_F32, DSK_DTYPE_FP8_E4M3FN}) {
+        const Weight w = make_weight(env, s, wdt, ++seed);
         auto wv = [&](int64_t r, int64_t c) {
           return std::fabs(static_cast<double>(w.value[static_cast<size_t>(r * s.dc + c)]));
         };
         for (int64_t tokens : {1, 3, 16}) {
-          for (int32_t act : {DSK_DTYPE_BF16, DSK_DTYPE_F32}) {
+          for (int32_t act : {DSK_DTYPE_BF16, DSK_DTYPE_F16, DSK_DTYPE_F32}) {
             const int32_t out = act;
-            const std::string what = std::string(fp8 ? "fp8" : "bf16") + " wkv_b, heads " +
+            const std::string what = std::string(dsk_test::dtype_name(wdt)) + " wkv_b, heads " +
                                      std::to_string(s.heads) + ", dn " + std::to_string(s.dn) +
                                      ", tokens " + std::to_string(tokens) + ", activations " +
                                      dsk_test::dtype_name(act);
