@@ -77,24 +77,23 @@ DSK_DETMATH_AVX512_INLINE __m512 det_exp(__m512 x) {
 // A cheap approximation of det_sigmoid (NOT its bits): |sigmoid_approx(x) - det_sigmoid(x)| stays
 // below a bound that tests/core/test_moe_gate_fast.cpp measures over every finite f32 (the MoE
 // gate's fast sigmoid row uses it only to rule experts out, with a margin; moe_gate_score.h).
-// e^-x = 2^t with t = -x log2(e) on x clamped to [-150, 150] (vrangeps), t = n + f (n the nearest
-// integer, f = t - n in [-1/2, 1/2] exactly), 2^f by a degree-3 polynomial fitted for relative
-// error (7.5e-5 at worst on the interval; FMA: fused or not, the sweep measures what runs), 2^n
-// applied by vscalefps (overflow to +inf, underflow to 0), then 1 / (1 + e^-x) by vrcp14ps
-// (relative error below 2^-14). 10 vector operations, no division; the result is in [0, 1].
+// e^-x = 2^t with t = -x log2(e); f = t - floor(t) in [0, 1] (vreduceps, rounding down; exact up
+// to one rounding when t is a small negative number), 2^f by a degree-3 polynomial fitted for
+// relative error on [0, 1] (7.5e-5 at worst; FMA: fused or not, the sweep measures what runs),
+// times 2^floor(t) by vscalefps, which floors its exponent operand itself (overflow to +inf,
+// underflow to 0: no clamp needed for finite x), then 1 / (1 + e^-x) by vrcp14ps (relative error
+// below 2^-14). 8 vector operations, no division; the result is in [0, 1] for finite x.
 // Needs AVX-512F, AVX-512DQ and FMA; its callers are built for them (and run only where the CPU
 // has them).
 __attribute__((target("avx512f,avx512dq,fma"))) inline __attribute__((always_inline)) __m512
 sigmoid_approx(__m512 x) {
-  // imm 0b0010: the smaller magnitude, with the sign of the first operand (x).
-  const __m512 xc = _mm512_range_ps(x, _mm512_set1_ps(150.0f), 0x2);
-  const __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(-0x1.715476p+0f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0x1.c3f718p-5f), _mm512_set1_ps(0x1.f0de18p-3f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0x1.62f31cp-1f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0x1.fff692p-1f));
-  const __m512 e = _mm512_scalef_ps(p, n);
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(-0x1.715476p+0f));
+  // imm 0x09: keep 0 fraction bits, round down, suppress the precision exception.
+  const __m512 f = _mm512_reduce_ps(t, 0x09);
+  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0x1.3f96a6p-4f), _mm512_set1_ps(0x1.cefc4ap-3f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0x1.64444cp-1f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0x1.fff632p-1f));
+  const __m512 e = _mm512_scalef_ps(p, t);
   return _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 

@@ -731,6 +731,32 @@ DSK_GATE_FUSED void moe_gate_row_select_avx512(const MoeGateRowPlan& p, uint32_t
 
 namespace {
 
+// The packing tree of group_top2 on float states: count (a power of 2, <= 16) vectors of per-lane
+// top-2 states a, b (b only with top2) reduce to one, group g's in lane g.
+DSK_GATE_FUSED_INLINE void pack_groups_ps(__m512* a, __m512* b, int32_t count, bool top2,
+                                          __m512& ga, __m512& gb) {
+  for (int32_t level = 0; level < 4; ++level) {
+    const __m512i vx = _mm512_load_si512(kPackEven[level]);
+    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
+    const int32_t out = count > 1 ? count / 2 : 1;
+    for (int32_t i = 0; i < out; ++i) {
+      const int32_t i0 = count > 1 ? 2 * i : 0;
+      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
+      const __m512 xa = _mm512_permutex2var_ps(a[i0], vx, a[i1]);
+      const __m512 ya = _mm512_permutex2var_ps(a[i0], vy, a[i1]);
+      if (top2) {
+        const __m512 xb = _mm512_permutex2var_ps(b[i0], vx, b[i1]);
+        const __m512 yb = _mm512_permutex2var_ps(b[i0], vy, b[i1]);
+        b[i] = _mm512_max_ps(_mm512_min_ps(xa, ya), _mm512_max_ps(xb, yb));
+      }
+      a[i] = _mm512_max_ps(xa, ya);
+    }
+    count = out;
+  }
+  ga = a[0];
+  gb = b[0];
+}
+
 // group_top2 on floats (no NaN): the largest and, with TOP2SUM, the second largest value of each
 // group (a multiset) of v [E], group g's in lane g; -inf past the groups.
 DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v, __m512& ga,
@@ -754,28 +780,26 @@ DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v
       a[g] = _mm512_max_ps(a[g], kv);
     }
   }
-  // The packing tree of group_top2.
-  int32_t count = pow2;
-  for (int32_t level = 0; level < 4; ++level) {
-    const __m512i vx = _mm512_load_si512(kPackEven[level]);
-    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
-    const int32_t out = count > 1 ? count / 2 : 1;
-    for (int32_t i = 0; i < out; ++i) {
-      const int32_t i0 = count > 1 ? 2 * i : 0;
-      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
-      __m512 xa = _mm512_permutex2var_ps(a[i0], vx, a[i1]);
-      const __m512 ya = _mm512_permutex2var_ps(a[i0], vy, a[i1]);
-      if (p.top2) {
-        const __m512 xb = _mm512_permutex2var_ps(b[i0], vx, b[i1]);
-        const __m512 yb = _mm512_permutex2var_ps(b[i0], vy, b[i1]);
-        b[i] = _mm512_max_ps(_mm512_min_ps(xa, ya), _mm512_max_ps(xb, yb));
-      }
-      a[i] = _mm512_max_ps(xa, ya);
+  pack_groups_ps(a, b, pow2, p.top2, ga, gb);
+}
+
+// group_top2_ps for G groups (a power of 2, <= 16) of VPG whole vectors each, held in registers
+// (the general version's loop bounds come from the plan, so its states go through memory).
+template <int G, int VPG>
+DSK_GATE_FUSED_INLINE void group_top2_fixed(const float* v, bool top2, __m512& ga, __m512& gb) {
+  const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
+  __m512 a[G];
+  __m512 b[G];
+  for (int32_t g = 0; g < G; ++g) {
+    a[g] = _mm512_load_ps(v + 16 * VPG * g);
+    b[g] = ninf;
+    for (int32_t j = 1; j < VPG; ++j) {
+      const __m512 kv = _mm512_load_ps(v + 16 * (VPG * g + j));
+      if (top2) b[g] = _mm512_max_ps(b[g], _mm512_min_ps(a[g], kv));
+      a[g] = _mm512_max_ps(a[g], kv);
     }
-    count = out;
   }
-  ga = a[0];
-  gb = b[0];
+  pack_groups_ps(a, b, G, top2, ga, gb);
 }
 
 // Exact scores of the `count` experts listed in idx [count] (logits in, finite): s and the keys
@@ -807,14 +831,16 @@ DSK_GATE_FUSED_INLINE void exact_listed(const MoeGateRowPlan& p, const float* in
 __attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
     const MoeGateRowPlan& p, const float* in, MoeGateFastRow& st) {
   const int32_t nv = p.num_experts / 16;
-  __mmask16 bad = 0;
+  // x * 0 + acc stays +-0 for finite x and turns NaN for a NaN or an infinity: one FMA a vector
+  // instead of a classification and a mask transfer.
+  __m512 acc = _mm512_setzero_ps();
   for (int32_t v = 0; v < nv; ++v) {
     const __m512 x = _mm512_loadu_ps(in + 16 * v);
-    bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(x, 0x99));
+    acc = _mm512_fmadd_ps(x, _mm512_setzero_ps(), acc);
     _mm512_store_ps(st.ua + 16 * v,
                     _mm512_add_ps(avx512::sigmoid_approx(x), _mm512_load_ps(p.bias + 16 * v)));
   }
-  st.bad = bad != 0;
+  st.bad = _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q) != 0;
 }
 
 // See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in ua; the
@@ -844,19 +870,25 @@ DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const floa
     // topk_group-th largest G exceeds the next by more than 2.5 D (in double, exact to far below
     // 0.5 D), every kept group's S exceeds every other group's S: the exact stage keeps the same
     // groups, without a tie.
-    group_top2_ps(p, ua, ga, gb);
+    if (p.groups == 8 && p.group_size == 32) {  // V3
+      group_top2_fixed<8, 2>(ua, p.top2, ga, gb);
+    } else {
+      group_top2_ps(p, ua, ga, gb);
+    }
     const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
     const __m512 gv = p.top2 ? _mm512_add_ps(ga, gb) : ga;
     const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
-    alignas(64) uint32_t gks[16];
-    _mm512_store_si512(gks, gkey);
-    __m512i rank;
-    rank16(gks, gkey, p.groups, rank);
-    const auto kept = static_cast<__mmask16>(
-        _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group))));
+    // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of rank
+    // topk_group - 1 holds the smallest kept G, the group of rank topk_group the largest other.
+    const __m512i rank = lane_ranks(gkey, p.groups);
+    const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
+    const auto kept = static_cast<__mmask16>(_mm512_mask_cmplt_epi32_mask(gmask, rank, tgv));
+    const __mmask16 last_kept =
+        _mm512_mask_cmpeq_epi32_mask(gmask, rank, _mm512_sub_epi32(tgv, iset(1)));
+    const __mmask16 first_other = _mm512_mask_cmpeq_epi32_mask(gmask, rank, tgv);
     const double gap =
-        static_cast<double>(_mm512_mask_reduce_min_ps(kept, gv)) -
-        static_cast<double>(_mm512_mask_reduce_max_ps(static_cast<__mmask16>(gmask & ~kept), gv));
+        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last_kept, gv))) -
+        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first_other, gv)));
     if (gap > 2.5 * static_cast<double>(p.fast_margin)) {
       kept_bits = kept;
       groups_open = false;
