@@ -2,6 +2,7 @@
 #include "capi/guard.h"
 #include "common/convert.h"
 #include "core/dtype_info.h"
+#include "core/layout.h"
 #include "dsk/dsk_dtype.h"
 
 extern "C" {
@@ -41,6 +42,10 @@ DSK_API dsk_status dsk_convert_host(DLDataType src_dtype, const void* src, DLDat
     const size_t ss = dsk::dtype_id_size(s);
     const size_t ds = dsk::dtype_id_size(d);
     dsk::check_arg(n <= SIZE_MAX / (ss > ds ? ss : ds), "n = {} overflows the byte size", n);
+    // Converting in place element by element would read values already overwritten.
+    dsk::check_arg((src == dst && s == d) || !dsk::ranges_intersect(src, n * ss, dst, n * ds),
+                   "src and dst overlap, expected separate buffers (or the same pointer with "
+                   "equal dtypes)");
     const auto* in = static_cast<const char*>(src);
     auto* out = static_cast<char*>(dst);
     for (size_t i = 0; i < n; ++i) dsk::convert_element(s, in + i * ss, d, out + i * ds);

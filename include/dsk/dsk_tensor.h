@@ -5,10 +5,11 @@
  * directly; dsk_tensor_dltensor() gives the DLTensor of a dsk_tensor. Limits for every tensor dsk
  * accepts: ndim in [0, 8], non-negative sizes, lanes == 1, a supported dtype (dsk_dtype.h), a
  * device of type kDLCPU or kDLCUDAHost (host memory, device_id 0), kDLCUDA or kDLCUDAManaged,
- * non-negative strides (any stride on a size-1 dim), byte sizes that fit int64, and a byte_offset
- * that keeps the addressed bytes inside the address space (dsk cannot check that the memory is
- * really there). Output tensors must not overlap themselves (no two indices may address the same
- * element).
+ * non-negative strides (any stride on a size-1 dim), byte sizes that fit int64, strides that span
+ * at most 2^56 bytes (more than any address space holds), and a byte_offset that keeps the
+ * addressed bytes inside the address space (dsk cannot check that the memory is really there).
+ * Elements need not be aligned to their size. Output tensors must not overlap themselves (no two
+ * indices may address the same element).
  *
  * Reference counting: create/view/import functions return a tensor with one reference; retain adds
  * one, release drops one and frees the storage with the last reference (a view keeps its base's

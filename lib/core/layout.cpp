@@ -8,6 +8,14 @@
 
 namespace dsk {
 
+namespace {
+
+// No address space holds more (x86-64 and AArch64 user space are at most 2^57 and 2^52 bytes):
+// a tensor whose strides span more cannot describe real memory, whatever its data pointer.
+constexpr int64_t kMaxSpanBytes = int64_t{1} << 56;
+
+}  // namespace
+
 int32_t backend_of_device_type(int32_t device_type) noexcept {
   switch (device_type) {
     case kDLCPU:
@@ -153,9 +161,11 @@ Layout check_tensor(const DLTensor* t, const char* name, Access access) {
           l.strides[i]);
     }
     int64_t span_bytes = 0;
-    l.span = last + 1;
-    check_arg(!mul_overflows(l.span, static_cast<int64_t>(l.elem_size), &span_bytes),
-              "{}: strides reach past int64 bytes, expected strides that address memory", name);
+    check_arg(!add_overflows(last, 1, &l.span) &&
+                  !mul_overflows(l.span, static_cast<int64_t>(l.elem_size), &span_bytes) &&
+                  span_bytes <= kMaxSpanBytes,
+              "{}: the strides span more than 2^56 bytes, expected strides that address memory",
+              name);
     check_arg(t->data != nullptr, "{}: data is NULL for a tensor with {} elements", name, l.numel);
     // The addressed bytes [data + byte_offset, + span_bytes) must exist in the address space.
     const auto base = reinterpret_cast<uintptr_t>(t->data);

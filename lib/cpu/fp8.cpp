@@ -359,9 +359,11 @@ dsk_status linear_fp8(const dsk_exec* ex, const DLTensor* x, const DLTensor* x_s
       g.w = reinterpret_cast<const uint8_t*>(wm.data);
       g.n = n;
       g.w_s0 = wm.s0;
-      g.scale = reinterpret_cast<const float*>(wsm.data);
-      g.s_s0 = wsm.s0;
-      g.s_s1 = wsm.s1;
+      std::vector<float> scale_buf;
+      const ScaleView sv = aligned_scales(wsm.data, wsm.rows, wsm.cols, wsm.s0, wsm.s1, scale_buf);
+      g.scale = sv.data;
+      g.s_s0 = sv.s0;
+      g.s_s1 = sv.s1;
       g.y = ym.data;
       g.y_dtype = ym.dtype;
       g.y_s0 = ym.s0;

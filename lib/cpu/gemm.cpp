@@ -170,7 +170,9 @@ void finish(const Problem& p, int64_t b, int64_t r0, int64_t nr, int64_t c0, int
 const float* rows_of_a(const Problem& p, int64_t b, int64_t r0, int64_t nr, std::vector<float>& buf,
                        int64_t* ld) {
   const int64_t k = p.k;
-  if (p.a.dtype == DSK_DTYPE_F32 && (p.a.stride[2] == 1 || k == 1)) {
+  // In place only when aligned: the tiles read A's elements as floats.
+  if (p.a.dtype == DSK_DTYPE_F32 && (p.a.stride[2] == 1 || k == 1) &&
+      reinterpret_cast<uintptr_t>(p.a.data) % alignof(float) == 0) {
     *ld = p.a.stride[1];
     return reinterpret_cast<const float*>(p.a.at(b, r0, 0));
   }
@@ -541,6 +543,20 @@ Operand matrix(const void* data, int32_t dtype, int64_t rows, int64_t cols, int6
 
 }  // namespace
 
+ScaleView aligned_scales(const char* data, int64_t rows, int64_t cols, int64_t s0, int64_t s1,
+                         std::vector<float>& buf) {
+  if (reinterpret_cast<uintptr_t>(data) % alignof(float) == 0) {
+    return {reinterpret_cast<const float*>(data), s0, s1};
+  }
+  buf.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      std::memcpy(&buf[static_cast<size_t>(r * cols + c)], data + (r * s0 + c * s1) * 4, 4);
+    }
+  }
+  return {buf.data(), cols, 1};
+}
+
 void gemm_fp8_weight(const GemmFp8Weight& g) {
   Problem p;
   p.a = matrix(g.x, DSK_DTYPE_F32, g.m, g.k, g.k, 1);
@@ -566,16 +582,19 @@ dsk_status gemm_fp8_weight_view(const dsk_exec* /*ex*/, const DLTensor* a, const
     p.b = operand(b);
     p.d = operand(d);
     const Operand sc = operand(scales);
-    p.b_scale = reinterpret_cast<const float*>(sc.data);
+    std::vector<float> scale_buf;
+    const ScaleView sv =
+        aligned_scales(sc.data, sc.shape[1], sc.shape[2], sc.stride[1], sc.stride[2], scale_buf);
+    p.b_scale = sv.data;
     // Weight rows run along k or along n of B.
     if (k_is_row != 0) {
-      p.sc_k = sc.stride[1];
-      p.sc_n = sc.stride[2];
+      p.sc_k = sv.s0;
+      p.sc_n = sv.s1;
       p.k_off0 = row0;
       p.k_off_step = row_step;
     } else {
-      p.sc_n = sc.stride[1];
-      p.sc_k = sc.stride[2];
+      p.sc_n = sv.s0;
+      p.sc_k = sv.s1;
       p.n_off0 = row0;
       p.n_off_step = row_step;
     }

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include <vector>
+
 #include "core/backend_iface.h"
 
 namespace dsk {
@@ -31,6 +33,17 @@ struct GemmFp8Weight {
 };
 
 void gemm_fp8_weight(const GemmFp8Weight& g);
+
+// f32 block scales [rows, cols] (element strides s0, s1) as the GEMM indexes them: the data itself
+// when it is 4-byte aligned, else a compact row-major copy in buf (an f32 read through a misaligned
+// pointer is undefined behaviour, and nothing in the C API asks callers to align elements).
+struct ScaleView {
+  const float* data = nullptr;
+  int64_t s0 = 0;
+  int64_t s1 = 0;
+};
+ScaleView aligned_scales(const char* data, int64_t rows, int64_t cols, int64_t s0, int64_t s1,
+                         std::vector<float>& buf);
 
 // The backend table's gemm_fp8_weight entry (lib/core/backend_iface.h): batched D[b] = A[b] @ B[b]
 // for an fp8 B viewed out of a block-scaled weight, dequantized in registers the same way.
