@@ -173,7 +173,7 @@ void copy(dsk_context& ctx, const DLTensor* src_t, const DLTensor* dst_t) {
     return;
   }
   check_arg(ctx.backend->kind == DSK_BACKEND_CUDA,
-            "copy between {} and {} needs a CUDA context, but ctx is a CPU context",
+            "copy between src on {} and dst on {} needs a CUDA context, but ctx is a CPU context",
             device_string(src.device), device_string(dst.device));
   exec_target(ctx, src, "src");
   exec_target(ctx, dst, "dst");

@@ -118,13 +118,17 @@ void check_csr(const Csr& c, int64_t rows, int64_t vocab) {
   for (int64_t b = 0; b <= rows; ++b) {
     const int64_t o = c.offs.index(b);
     if (b == 0) {
-      check_arg(o >= 0 && o <= n, "params->{}_offsets[0] = {}, expected in [0, {}]", c.name, o, n);
+      check_arg(o >= 0 && o <= n,
+                "params->{}_offsets[0] = {}, expected in [0, {}] (params->{}_ids.shape[0])", c.name,
+                o, n, c.name);
     } else {
       check_arg(o >= prev,
                 "params->{}_offsets[{}] = {} < {}_offsets[{}] = {}, expected nondecreasing <= {}",
                 c.name, b, o, c.name, b - 1, prev, n);
-      check_arg(o <= n, "params->{}_offsets[{}] = {}, expected nondecreasing <= {}", c.name, b, o,
-                n);
+      check_arg(
+          o <= n,
+          "params->{}_offsets[{}] = {}, expected nondecreasing <= {} (params->{}_ids.shape[0])",
+          c.name, b, o, n, c.name);
     }
     prev = o;
   }

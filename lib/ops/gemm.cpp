@@ -133,7 +133,7 @@ void linear(dsk_context& ctx, const DLTensor* x_t, const DLTensor* w_t, const DL
             w.l.shape[1], shape_text(w), in, x.l.ndim - 1);
   check_arg(y.l.ndim >= 1, "y is a scalar, expected [..., out] with out = {}", out);
   check_same_leading(x, y, 1);
-  check_dim(y, -1, out);
+  check_dim(y, -1, out, "out = w.shape[0]");
   if (bias.present) {
     check_arg(bias.l.ndim == 1 && bias.l.shape[0] == out,
               "bias has shape {}, expected [{}] (out = w.shape[0])", shape_text(bias), out);

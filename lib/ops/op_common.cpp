@@ -148,12 +148,12 @@ void check_ndim(const Arg& a, int32_t ndim) {
             shape_text(a), ndim);
 }
 
-void check_dim(const Arg& a, int32_t dim, int64_t size) {
+void check_dim(const Arg& a, int32_t dim, int64_t size, const char* rule) {
   int32_t d = dim < 0 ? a.l.ndim + dim : dim;
   check_arg(d >= 0 && d < a.l.ndim, "{} has shape {}, expected a dimension {}", a.name,
             shape_text(a), dim);
-  check_arg(a.l.shape[d] == size, "{}.shape[{}] = {} (shape {}), expected {}", a.name, d,
-            a.l.shape[d], shape_text(a), size);
+  check_arg(a.l.shape[d] == size, "{}.shape[{}] = {} (shape {}), expected {} ({})", a.name, d,
+            a.l.shape[d], shape_text(a), size, rule);
 }
 
 void check_same_shape(const Arg& a, const Arg& b) {

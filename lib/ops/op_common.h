@@ -63,7 +63,8 @@ void check_same_dtype(const Arg& a, const Arg& b);
 
 // Shape checks.
 void check_ndim(const Arg& a, int32_t ndim);
-void check_dim(const Arg& a, int32_t dim, int64_t size);  // dim < 0 counts from the end
+// a.shape[dim] == size (dim < 0 counts from the end); `rule` says where size comes from.
+void check_dim(const Arg& a, int32_t dim, int64_t size, const char* rule);
 void check_same_shape(const Arg& a, const Arg& b);
 
 // True when a and b describe exactly the same elements (same data, dtype, shape and strides).

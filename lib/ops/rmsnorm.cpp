@@ -17,7 +17,7 @@ void check_eps(float eps) {
 void check_weight(const Arg& x, const Arg& w) {
   const int64_t d = last_dim(x, "[..., D]");
   check_ndim(w, 1);
-  check_dim(w, 0, d);
+  check_dim(w, 0, d, "D = x.shape[-1]");
 }
 
 }  // namespace

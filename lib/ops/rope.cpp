@@ -105,7 +105,7 @@ void rope_table(dsk_context& ctx, const dsk_rope_config& config, const DLTensor*
   check_dtype(cs, DSK_DTYPE_F32);
   check_dtype(sn, DSK_DTYPE_F32);
   check_ndim(cs, 2);
-  check_dim(cs, 1, config.dim / 2);
+  check_dim(cs, 1, config.dim / 2, "config->dim / 2");
   check_same_shape(cs, sn);
   check_no_overlap(sn, cs);
   target(ctx, {&cs, &sn});  // both on one device, usable from ctx
@@ -163,7 +163,7 @@ void rope_apply(const dsk_context& ctx, const DLTensor* x_t, const DLTensor* pos
             "x.shape[{}] = {}, expected D = 2 * cos.shape[1] = {} (the rotated dimensions)",
             x.l.ndim - 1, d, 2 * cs.l.shape[1]);
   check_ndim(pos, 1);
-  check_dim(pos, 0, x.l.shape[0]);
+  check_dim(pos, 0, x.l.shape[0], "T = x.shape[0]");
   check_no_overlap(y, x, /*allow_same_view=*/true);
   check_no_overlap(y, pos);
   check_no_overlap(y, cs);

@@ -45,7 +45,7 @@ void swiglu_fused(const dsk_context& ctx, const DLTensor* gate_up_t, const DLTen
   check_arg(n % 2 == 0, "gate_up.shape[{}] = {}, expected an even size [..., 2I]", gu.l.ndim - 1,
             n);
   check_same_leading(gu, y, 1);
-  check_dim(y, -1, n / 2);
+  check_dim(y, -1, n / 2, "I = gate_up.shape[-1] / 2");
   check_no_overlap(y, gu);
   View guv;
   as_rows(gu, guv);

@@ -42,7 +42,7 @@ void topk(dsk_context& ctx, const DLTensor* x_t, int32_t k, const DLTensor* valu
   check_arg(k >= 1 && k <= n, "k = {}, expected 1 <= k <= N = {} (x.shape[{}])", k, n,
             x.l.ndim - 1);
   check_same_leading(x, indices, 1);
-  check_dim(indices, -1, k);
+  check_dim(indices, -1, k, "k");
   if (values.present) {
     check_float(values);
     check_same_shape(indices, values);

@@ -497,11 +497,12 @@ inline void expect_invalid(dsk_status status, std::initializer_list<const char*>
   CHECK_MESSAGE(status == DSK_ERR_INVALID_ARGUMENT, "status ", status, " (",
                 dsk_status_string(status), "), message: ", message);
   for (const char* n : idents) {
-    CHECK_MESSAGE(names_any(message, n), "message \"", message, "\" does not name \"", n, "\"");
+    CHECK_MESSAGE(names_any(message, n), "message \"", message, "\" does not name \"",
+                  std::string(n), "\"");
   }
   for (const char* f : fragments) {
-    CHECK_MESSAGE(message.find(f) != std::string::npos, "message \"", message, "\" lacks \"", f,
-                  "\"");
+    CHECK_MESSAGE(message.find(f) != std::string::npos, "message \"", message, "\" lacks \"",
+                  std::string(f), "\"");
   }
 }
 

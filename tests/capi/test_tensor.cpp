@@ -189,7 +189,7 @@ TEST_CASE("copy rejects mismatched or overlapping tensors") {
   Borrowed cuda_dst(c.data(), {3, 4}, DSK_DTYPE_F32);
   cuda_dst.dl.device = DLDevice{kDLCUDA, 0};
   expect_error(dsk_copy(ctx, &src, &cuda_dst), DSK_ERR_INVALID_ARGUMENT,
-               {"cpu and cuda:0", "CUDA context"});
+               {"src on cpu and dst on cuda:0", "CUDA context"});
   Borrowed opencl(c.data(), {3, 4}, DSK_DTYPE_F32);
   opencl.dl.device = DLDevice{kDLOpenCL, 0};
   expect_error(dsk_copy(ctx, &src, &opencl), DSK_ERR_INVALID_ARGUMENT,

@@ -19,8 +19,8 @@ inline void expect_error(dsk_status status, dsk_status expected,
                 "), message: ", dsk_last_error_message());
   std::string message = dsk_last_error_message();
   for (const char* f : fragments) {
-    CHECK_MESSAGE(message.find(f) != std::string::npos, "message \"", message, "\" lacks \"", f,
-                  "\"");
+    CHECK_MESSAGE(message.find(f) != std::string::npos, "message \"", message, "\" lacks \"",
+                  std::string(f), "\"");
   }
 }
 

@@ -150,8 +150,8 @@ TEST_CASE("dtype and shape checks name the argument") {
   dsk::ops::check_float(a);
   std::string m = error_of([&] { dsk::ops::check_index(a); }, DSK_ERR_INVALID_ARGUMENT);
   CHECK(m == "w.dtype is f32, expected int32 or int64");
-  m = error_of([&] { dsk::ops::check_dim(a, -1, 4); }, DSK_ERR_INVALID_ARGUMENT);
-  CHECK(m == "w.shape[1] = 3 (shape [2, 3]), expected 4");
+  m = error_of([&] { dsk::ops::check_dim(a, -1, 4, "K = x.shape[1]"); }, DSK_ERR_INVALID_ARGUMENT);
+  CHECK(m == "w.shape[1] = 3 (shape [2, 3]), expected 4 (K = x.shape[1])");
   m = error_of([&] { dsk::ops::check_ndim(a, 3); }, DSK_ERR_INVALID_ARGUMENT);
   CHECK(m == "w has 2 dimensions (shape [2, 3]), expected 3");
   CHECK(dsk::ops::rows_of(a) == 2);
