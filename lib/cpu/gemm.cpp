@@ -550,9 +550,7 @@ ScaleView aligned_scales(const char* data, int64_t rows, int64_t cols, int64_t s
   }
   buf.resize(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      std::memcpy(&buf[static_cast<size_t>(r * cols + c)], data + (r * s0 + c * s1) * 4, 4);
-    }
+    load_line(data + r * s0 * 4, s1, DSK_DTYPE_F32, buf.data() + r * cols, cols);
   }
   return {buf.data(), cols, 1};
 }

@@ -390,11 +390,46 @@ DSK_GATE_FUSED_INLINE __mmask16 f_keys(const MoeGateRowPlan& p, int32_t e, __mma
   return fin;
 }
 
-// Top-2 state merge (multiset): a = max, b = second largest of the union of two (a, b) states.
-DSK_GATE_FUSED_INLINE void top2_merge(__m512i& a, __m512i& b, __m512i a2, __m512i b2) {
-  const __m512i lo = _mm512_min_epu32(a, a2);
-  a = _mm512_max_epu32(a, a2);
-  b = _mm512_max_epu32(lo, _mm512_max_epu32(b, b2));
+// Lane-wise max, min and two-source permute of order-preserving keys (unsigned) or of floats
+// without NaN, so that one packing tree serves both.
+DSK_GATE_FUSED_INLINE __m512i lane_max(__m512i x, __m512i y) { return _mm512_max_epu32(x, y); }
+DSK_GATE_FUSED_INLINE __m512 lane_max(__m512 x, __m512 y) { return _mm512_max_ps(x, y); }
+DSK_GATE_FUSED_INLINE __m512i lane_min(__m512i x, __m512i y) { return _mm512_min_epu32(x, y); }
+DSK_GATE_FUSED_INLINE __m512 lane_min(__m512 x, __m512 y) { return _mm512_min_ps(x, y); }
+DSK_GATE_FUSED_INLINE __m512i pick2(__m512i x, __m512i idx, __m512i y) {
+  return _mm512_permutex2var_epi32(x, idx, y);
+}
+DSK_GATE_FUSED_INLINE __m512 pick2(__m512 x, __m512i idx, __m512 y) {
+  return _mm512_permutex2var_ps(x, idx, y);
+}
+
+// Reduces count (a power of 2, <= 16) vectors of per-lane top-2 states a, b (b only with top2;
+// a multiset: a repeated maximum fills both) to the states of whole groups, group g's in lane g
+// of ga, gb. At width w, output chunk c (w lanes) merges the two w-lane halves of chunk
+// c' = c mod (8 / w) of the first source (c < 8 / w) or of the second; kPackEven / kPackOdd hold
+// the lanes of (first source, second source) as 0..31 for w = 8, 4, 2, 1.
+template <typename V>
+DSK_GATE_FUSED_INLINE void pack_groups(V* a, V* b, int32_t count, bool top2, V& ga, V& gb) {
+  for (int32_t level = 0; level < 4; ++level) {
+    const __m512i vx = _mm512_load_si512(kPackEven[level]);
+    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
+    const int32_t out = count > 1 ? count / 2 : 1;
+    for (int32_t i = 0; i < out; ++i) {
+      const int32_t i0 = count > 1 ? 2 * i : 0;
+      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
+      const V xa = pick2(a[i0], vx, a[i1]);
+      const V ya = pick2(a[i0], vy, a[i1]);
+      if (top2) {
+        const V xb = pick2(b[i0], vx, b[i1]);
+        const V yb = pick2(b[i0], vy, b[i1]);
+        b[i] = lane_max(lane_min(xa, ya), lane_max(xb, yb));
+      }
+      a[i] = lane_max(xa, ya);
+    }
+    count = out;
+  }
+  ga = a[0];
+  gb = b[0];
 }
 
 // Lane i ^ J of v (J = 1, 2, 4, 8).
@@ -484,35 +519,7 @@ DSK_GATE_FUSED_INLINE void group_top2(const MoeGateRowPlan& p, const uint32_t* k
       a[g] = _mm512_max_epu32(a[g], kv);
     }
   }
-  // Reduce each group's 16 lanes, packing groups: at width w, output chunk c (w lanes) merges
-  // the two w-lane halves of chunk c' = c mod (8 / w) of the first source (c < 8 / w) or of the
-  // second; group g ends in lane g.
-  // Lanes of (first source, second source) as 0..31: the even and the odd w-lane chunks, for
-  // w = 8, 4, 2, 1.
-  int32_t count = pow2;
-  for (int32_t level = 0; level < 4; ++level) {
-    const __m512i vx = _mm512_load_si512(kPackEven[level]);
-    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
-    const int32_t out = count > 1 ? count / 2 : 1;
-    for (int32_t i = 0; i < out; ++i) {
-      const int32_t i0 = count > 1 ? 2 * i : 0;
-      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
-      __m512i xa = _mm512_permutex2var_epi32(a[i0], vx, a[i1]);
-      const __m512i ya = _mm512_permutex2var_epi32(a[i0], vy, a[i1]);
-      if (p.top2) {
-        __m512i xb = _mm512_permutex2var_epi32(b[i0], vx, b[i1]);
-        const __m512i yb = _mm512_permutex2var_epi32(b[i0], vy, b[i1]);
-        top2_merge(xa, xb, ya, yb);
-        b[i] = xb;
-      } else {
-        xa = _mm512_max_epu32(xa, ya);
-      }
-      a[i] = xa;
-    }
-    count = out;
-  }
-  ga = a[0];
-  gb = b[0];
+  pack_groups(a, b, pow2, p.top2, ga, gb);
 }
 
 // The k first of the `count` (<= 32) candidates ck/ci (keys and indices in index order) in
@@ -731,32 +738,6 @@ DSK_GATE_FUSED void moe_gate_row_select_avx512(const MoeGateRowPlan& p, uint32_t
 
 namespace {
 
-// The packing tree of group_top2 on float states: count (a power of 2, <= 16) vectors of per-lane
-// top-2 states a, b (b only with top2) reduce to one, group g's in lane g.
-DSK_GATE_FUSED_INLINE void pack_groups_ps(__m512* a, __m512* b, int32_t count, bool top2,
-                                          __m512& ga, __m512& gb) {
-  for (int32_t level = 0; level < 4; ++level) {
-    const __m512i vx = _mm512_load_si512(kPackEven[level]);
-    const __m512i vy = _mm512_load_si512(kPackOdd[level]);
-    const int32_t out = count > 1 ? count / 2 : 1;
-    for (int32_t i = 0; i < out; ++i) {
-      const int32_t i0 = count > 1 ? 2 * i : 0;
-      const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
-      const __m512 xa = _mm512_permutex2var_ps(a[i0], vx, a[i1]);
-      const __m512 ya = _mm512_permutex2var_ps(a[i0], vy, a[i1]);
-      if (top2) {
-        const __m512 xb = _mm512_permutex2var_ps(b[i0], vx, b[i1]);
-        const __m512 yb = _mm512_permutex2var_ps(b[i0], vy, b[i1]);
-        b[i] = _mm512_max_ps(_mm512_min_ps(xa, ya), _mm512_max_ps(xb, yb));
-      }
-      a[i] = _mm512_max_ps(xa, ya);
-    }
-    count = out;
-  }
-  ga = a[0];
-  gb = b[0];
-}
-
 // group_top2 on floats (no NaN): the largest and, with TOP2SUM, the second largest value of each
 // group (a multiset) of v [E], group g's in lane g; -inf past the groups.
 DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v, __m512& ga,
@@ -780,7 +761,7 @@ DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v
       a[g] = _mm512_max_ps(a[g], kv);
     }
   }
-  pack_groups_ps(a, b, pow2, p.top2, ga, gb);
+  pack_groups(a, b, pow2, p.top2, ga, gb);
 }
 
 // group_top2_ps for G groups (a power of 2, <= 16) of VPG whole vectors each, held in registers
@@ -799,7 +780,7 @@ DSK_GATE_FUSED_INLINE void group_top2_fixed(const float* v, bool top2, __m512& g
       a[g] = _mm512_max_ps(a[g], kv);
     }
   }
-  pack_groups_ps(a, b, G, top2, ga, gb);
+  pack_groups(a, b, G, top2, ga, gb);
 }
 
 // Exact scores of the `count` experts listed in idx [count] (logits in, finite): s and the keys
