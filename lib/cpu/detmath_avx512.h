@@ -3,10 +3,13 @@
 // gate, the sampler).
 //
 // Every lane does det_exp's operations in the same order with the same correctly rounded IEEE
-// instruction (vmulps, vaddps, vsubps are exact-rounding like their scalar forms; no FMA: the
-// target below does not enable it and lib/ is built with -ffp-contract=off). Include it after
-// <immintrin.h> (and after any diagnostic pragmas the includer needs for the intrinsics), only on
-// x86-64 with GCC or Clang, and call it only where the CPU has AVX-512F.
+// instruction (vmulps, vaddps, vsubps are exact-rounding like their scalar forms; lib/ is built
+// with -ffp-contract=off, so the compiler fuses nothing). Two steps take one instruction where
+// that gives the same bits: hi = x - k ln2_hi is one FMA (the product and the difference are both
+// exact, see det_exp, so a single rounding of the exact result gives the same value), and
+// det_exp_in_range scales by 2^k with vscalefps (y * 2^k is normal there, so exact either way).
+// Include it after <immintrin.h> (and after any diagnostic pragmas the includer needs for the
+// intrinsics), only on x86-64 with GCC or Clang, and call it only where the CPU has AVX-512F.
 #ifndef DSK_LIB_CPU_DETMATH_AVX512_H_
 #define DSK_LIB_CPU_DETMATH_AVX512_H_
 
@@ -25,7 +28,7 @@ DSK_DETMATH_AVX512_INLINE __m512 det_exp_reduced(__m512 x, __m512* kf_out) {
   const __m512 shifter = _mm512_set1_ps(0x1.8p23f);
   const __m512 kf = _mm512_sub_ps(
       _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(0x1.715476p+0f)), shifter), shifter);
-  const __m512 hi = _mm512_sub_ps(x, _mm512_mul_ps(kf, _mm512_set1_ps(0x1.62e4p-1f)));
+  const __m512 hi = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0x1.62e4p-1f), x);  // exact
   const __m512 lo = _mm512_mul_ps(kf, _mm512_set1_ps(0x1.7f7d1cp-20f));
   const __m512 r = _mm512_sub_ps(hi, lo);
   const __m512 c = _mm512_sub_ps(_mm512_sub_ps(hi, r), lo);
@@ -50,7 +53,7 @@ DSK_DETMATH_AVX512_INLINE __m512 pow2_of(__m512i k) {
 DSK_DETMATH_AVX512_INLINE __m512 det_exp_in_range(__m512 x) {
   __m512 kf;
   const __m512 y = det_exp_reduced(x, &kf);
-  return _mm512_mul_ps(y, pow2_of(_mm512_cvttps_epi32(kf)));
+  return _mm512_scalef_ps(y, kf);  // kf is an integer: y * 2^kf
 }
 
 // det_exp for any lanes. Out-of-range lanes are computed on 0 and replaced afterwards, as

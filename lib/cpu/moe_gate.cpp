@@ -18,7 +18,10 @@
 // (moe_gate_score.h, moe_gate_row_fast_avx512): a cheap approximation of every score with a
 // proven error bound rules most experts out, and only the few that can still matter get the
 // exact det_sigmoid, so the picks, weights and flags keep the exact row's bits
-// (tests/core/test_moe_gate_fast.cpp); rows it cannot decide go through the exact row.
+// (tests/core/test_moe_gate_fast.cpp); rows it cannot decide go through the exact row. Softmax
+// configs without a bias (V2, V2-Lite) take a fast row too: every exp and the sum exactly, then
+// the selection on e (s = e / sum is non-decreasing in e) with divisions only for the groups and
+// for the few candidates that can be picked.
 #include <stdint.h>
 
 #include <cmath>
@@ -283,12 +286,13 @@ const float* row_input(const GateRun& r, int64_t t, float* x) {
   return x;
 }
 
-// Rows [lo, hi) through the fast sigmoid row (plan.fast), three rows in flight: the group stage
-// and candidates of row t + 1 (moe_gate_row_fast_select), the exact tail of row t
-// (moe_gate_row_fast_finish) and the approximations of row t + 2 are issued one after the other:
-// the first two are chains of dependent operations that the CPU overlaps with each other and
-// with the third. A row the fast row cannot decide goes through the exact fused row. Rows stay
-// independent: the same bits as one row at a time.
+// Rows [lo, hi) through the fast row (plan.fast), in pairs, three pairs in flight: the group
+// stage and candidates of pair t + 2 (moe_gate_row_fast_select), the exact tails of pair t
+// (moe_gate_row_fast_finish) and the first pass of pair t + 4 (moe_gate_row_fast_approx2, which
+// interleaves the two rows' operations) are issued one after the other: the first two are chains
+// of dependent operations that the CPU overlaps with each other and with the third. A row the
+// fast row cannot decide goes through the exact fused row. Rows stay independent: the same bits
+// as one row at a time.
 void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t hi) {
   struct Slot {
     alignas(64) float x[256];
@@ -297,34 +301,54 @@ void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t
     const float* in;
     bool ok;
   };
-  auto slots = std::make_unique<Slot[]>(3);
+  auto slots = std::make_unique<Slot[]>(6);
   alignas(64) uint32_t key[256];
   alignas(64) uint32_t scratch[256];
   uint32_t top_key[16];
   int32_t top_index[16];
-  auto approx = [&](int64_t t) {
-    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
-    sl.in = row_input(r, t, sl.x);
-    moe_gate_row_fast_approx(plan, sl.in, sl.st);
+  auto slot = [&](int64_t t) -> Slot& { return slots[static_cast<size_t>((t - lo) % 6)]; };
+  auto approx = [&](int64_t t) {  // rows t and t + 1
+    Slot& a = slot(t);
+    a.in = row_input(r, t, a.x);
+    if (t + 1 < hi) {
+      Slot& b = slot(t + 1);
+      b.in = row_input(r, t + 1, b.x);
+      moe_gate_row_fast_approx2(plan, a.in, a.st, b.in, b.st);
+    } else {
+      moe_gate_row_fast_approx(plan, a.in, a.st);
+    }
   };
-  auto select = [&](int64_t t) {
-    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
-    sl.ok = moe_gate_row_fast_select(plan, sl.in, sl.st);
+  auto select = [&](int64_t t) {  // rows t and t + 1
+    Slot& a = slot(t);
+    if (t + 1 < hi) {
+      Slot& b = slot(t + 1);
+      bool ok[2];
+      moe_gate_row_fast_select2(plan, a.in, a.st, b.in, b.st, ok);
+      a.ok = ok[0];
+      b.ok = ok[1];
+    } else {
+      a.ok = moe_gate_row_fast_select(plan, a.in, a.st);
+    }
+  };
+  auto finish = [&](int64_t t) {  // rows t and t + 1
+    for (int64_t u = t; u < t + 2 && u < hi; ++u) {
+      Slot& sl = slot(u);
+      bool any_finite = true;
+      if (sl.ok) {
+        moe_gate_row_fast_finish(plan, sl.in, sl.st, sl.s, top_key, top_index);
+      } else {
+        any_finite = moe_gate_row_avx512(plan, sl.in, sl.s, key, scratch, top_key, top_index);
+      }
+      finish_row(r, u, any_finite, top_key, top_index, sl.s);
+    }
   };
   approx(lo);
   select(lo);
-  if (lo + 1 < hi) approx(lo + 1);
-  for (int64_t t = lo; t < hi; ++t) {
-    Slot& sl = slots[static_cast<size_t>((t - lo) % 3)];
-    if (t + 1 < hi) select(t + 1);
-    bool any_finite = true;
-    if (sl.ok) {
-      moe_gate_row_fast_finish(plan, sl.in, sl.st, sl.s, top_key, top_index);
-    } else {
-      any_finite = moe_gate_row_avx512(plan, sl.in, sl.s, key, scratch, top_key, top_index);
-    }
-    if (t + 2 < hi) approx(t + 2);
-    finish_row(r, t, any_finite, top_key, top_index, sl.s);
+  if (lo + 2 < hi) approx(lo + 2);
+  for (int64_t t = lo; t < hi; t += 2) {
+    if (t + 2 < hi) select(t + 2);
+    finish(t);
+    if (t + 4 < hi) approx(t + 4);
   }
 }
 

@@ -619,7 +619,9 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
     maxb = ab > maxb ? ab : maxb;
   }
   static const bool have_fma = __builtin_cpu_supports("fma");
-  plan.fast = have_fma && bias_ok && score_func == DSK_MOE_SCORE_SIGMOID && score_bf16 == 0 &&
+  const bool sigmoid_fast = bias_ok && score_func == DSK_MOE_SCORE_SIGMOID;
+  const bool softmax_fast = bias == nullptr && score_func == DSK_MOE_SCORE_SOFTMAX;
+  plan.fast = have_fma && (sigmoid_fast || softmax_fast) && score_bf16 == 0 &&
               num_experts % 16 == 0 && top_k <= num_experts;
   if (plan.fast) plan.fast_margin = moe_gate_fast_margin(maxb);
   return true;
@@ -806,11 +808,216 @@ DSK_GATE_FUSED_INLINE void exact_listed(const MoeGateRowPlan& p, const float* in
 
 }  // namespace
 
+// ---- The fast softmax row (moe_gate_score.h: the method and the proof) ----
+
+namespace {
+
+// Pass 1 of R rows: e = det_exp(x - m) of every expert into st[r]->ua, the canonical sum into
+// st[r]->sum, and st[r]->bad when some x - m is outside [-87, 0] (a non-finite logit, or one so
+// far below the maximum that det_exp's general path would run): such rows take the exact row.
+// The operations and their order are moe_gate_row_score_avx512's (no FMA: kept out of the
+// approximation's function). The rows' operations are interleaved: one row's 4 (V2-Lite) to 10
+// (V2) exp chains are too few to keep the vector units busy, two rows' are enough.
+// e = det_exp(x - m) of 16 logits into out, added to the partial sums; clears the lanes of ok
+// whose x - m is below -87 or NaN.
+DSK_GATE_FUSED_INLINE void softmax_exp16(const float* in, __m512 vmx, __mmask16& ok, __m512& part,
+                                         float* out) {
+  const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(in), vmx);
+  ok = _mm512_mask_cmp_ps_mask(ok, d, vset(-87.0f), _CMP_GE_OQ);
+  const __m512 ev = avx512::det_exp_in_range(d);
+  part = _mm512_add_ps(part, ev);
+  _mm512_store_ps(out, ev);
+}
+
+template <int R>
+DSK_GATE_FUSED_INLINE void softmax_fast_pass(const MoeGateRowPlan& p, const float* const* in,
+                                             MoeGateFastRow* const* st) {
+  const int32_t nv = p.num_experts / 16;
+  __m512 vm[R];
+  for (int r = 0; r < R; ++r) vm[r] = _mm512_castsi512_ps(iset(0xFF800000u));
+  for (int32_t v = 0; v < nv; ++v) {
+    for (int r = 0; r < R; ++r) vm[r] = _mm512_max_ps(vm[r], _mm512_loadu_ps(in[r] + 16 * v));
+  }
+  __m512 vmx[R];
+  for (int r = 0; r < R; ++r) {
+    vmx[r] = vset(moe::gate_softmax_max(_mm512_reduce_max_ps(vm[r])));
+  }
+  // part[r][v & 1]: the lane partial sums (16 v + l) % 32, unrolled by two vectors so that they
+  // stay in registers.
+  __m512 part[R][2];
+  __mmask16 ok[R];
+  for (int r = 0; r < R; ++r) {
+    part[r][0] = _mm512_setzero_ps();
+    part[r][1] = _mm512_setzero_ps();
+    ok[r] = 0xFFFFu;
+  }
+
+  int32_t v = 0;
+  for (; v + 2 <= nv; v += 2) {
+    for (int r = 0; r < R; ++r) {
+      softmax_exp16(in[r] + 16 * v, vmx[r], ok[r], part[r][0], st[r]->ua + 16 * v);
+      softmax_exp16(in[r] + 16 * v + 16, vmx[r], ok[r], part[r][1], st[r]->ua + 16 * v + 16);
+    }
+  }
+  if (v < nv) {
+    for (int r = 0; r < R; ++r) {
+      softmax_exp16(in[r] + 16 * v, vmx[r], ok[r], part[r][0], st[r]->ua + 16 * v);
+    }
+  }
+  // The same tree as moe_gate_row_score_avx512's: p[l] += p[l + o] for o = 16, 8, 4, 2, 1.
+  for (int r = 0; r < R; ++r) {
+    __m512 q = _mm512_add_ps(part[r][0], part[r][1]);
+    q = _mm512_add_ps(q, _mm512_shuffle_f32x4(q, q, _MM_SHUFFLE(3, 2, 3, 2)));
+    q = _mm512_add_ps(q, _mm512_shuffle_f32x4(q, q, _MM_SHUFFLE(1, 1, 1, 1)));
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(3, 2, 3, 2)));
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 1, 1, 1)));
+    st[r]->sum = _mm512_cvtss_f32(q);
+    st[r]->bad = ok[r] != 0xFFFFu;
+  }
+}
+
+__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_pass1(const MoeGateRowPlan& p,
+                                                                 const float* in,
+                                                                 MoeGateFastRow& st) {
+  MoeGateFastRow* sts[1] = {&st};
+  softmax_fast_pass<1>(p, &in, sts);
+}
+
+__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_pass2(const MoeGateRowPlan& p,
+                                                                 const float* const* in,
+                                                                 MoeGateFastRow* const* st) {
+  softmax_fast_pass<2>(p, in, st);
+}
+
+// Descending bitonic sort of the 16 unsigned lanes of each of v [0, R) (sort16_desc, the R
+// sorts' steps interleaved).
+template <int R>
+DSK_GATE_FUSED_INLINE void sort16_desc_n(__m512i* v) {
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x9999u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xC3C3u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xA5A5u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0xF00Fu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xCC33u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xAA55u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<8, 0x00FFu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0x0F0Fu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0x3333u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x5555u>(v[r]);
+}
+
+// Group stage and top-k candidates of R softmax rows from e (st[r]->ua) and the sum: the groups
+// exactly (their scores from each group's largest e), the candidates e >= fl(t (1 - 2^-20)) of
+// kept groups, t the k-th largest column maximum of e, listed in st[r]->li. ok[r]: the row is
+// decided (else the exact row must run). The rows' operations are interleaved (each row is a
+// chain of dependent steps) and no branch depends on a row's data.
+template <int R>
+DSK_GATE_FUSED_INLINE void softmax_fast_select(const MoeGateRowPlan& p, MoeGateFastRow* const* st,
+                                               bool* ok) {
+  const int32_t nv = p.num_experts / 16;
+  const int32_t k = p.top_k;
+  const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  uint32_t kept_bits[R];
+  for (int r = 0; r < R; ++r) kept_bits[r] = 0xFFFFu;
+  if (p.grouped) {
+    __m512 ga[R];
+    __m512 gb[R];
+    for (int r = 0; r < R; ++r) group_top2_ps(p, st[r]->ua, ga[r], gb[r]);
+    const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
+    for (int r = 0; r < R; ++r) {
+      const __m512 vsum = vset(st[r]->sum);
+      __m512 gs = _mm512_div_ps(ga[r], vsum);
+      if (p.top2) gs = _mm512_add_ps(gs, _mm512_div_ps(gb[r], vsum));
+      const __m512i rank = lane_ranks(_mm512_maskz_mov_epi32(gmask, f_key(gs)), p.groups);
+      kept_bits[r] =
+          _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group)));
+    }
+  }
+  // Lane masks of the kept experts, vector by vector.
+  __mmask16 kept[R][16];
+  for (int r = 0; r < R; ++r) {
+    const __m512i kv_kept = iset(kept_bits[r]);
+    for (int32_t v = 0; v < nv; ++v) {
+      kept[r][v] = _mm512_test_epi32_mask(
+          _mm512_srlv_epi32(kv_kept, _mm512_load_si512(p.gid + 16 * v)), iset(1));
+    }
+  }
+  // e >= +0, so the float order of e is the unsigned order of its bits; columns without a kept
+  // expert hold -1 (key below every e). Two maxima a row halve the chain.
+  __m512 cm[R][2];
+  for (int r = 0; r < R; ++r) cm[r][0] = cm[r][1] = vset(-1.0f);
+  for (int32_t v = 0; v < nv; ++v) {
+    for (int r = 0; r < R; ++r) {
+      cm[r][v & 1] = _mm512_mask_max_ps(cm[r][v & 1], kept[r][v], cm[r][v & 1],
+                                        _mm512_load_ps(st[r]->ua + 16 * v));
+    }
+  }
+  __m512i sorted[R];
+  for (int r = 0; r < R; ++r) sorted[r] = f_key(_mm512_max_ps(cm[r][0], cm[r][1]));
+  sort16_desc_n<R>(sorted);
+  __m512 thr[R];
+  int32_t count[R];
+  for (int r = 0; r < R; ++r) {
+    const auto tk = static_cast<uint32_t>(_mm512_cvtsi512_si32(
+        _mm512_permutexvar_epi32(iset(static_cast<uint32_t>(k - 1)), sorted[r])));
+    const float t = moe::gate_key_value(tk);
+    ok[r] = !st[r]->bad && t >= kMoeGateSoftmaxMinTau;  // t = -1: fewer than k columns
+    thr[r] = vset(t * kMoeGateSoftmaxTauFactor);
+    count[r] = 0;
+  }
+  for (int32_t v = 0; v < nv; ++v) {
+    const __m512i ids = _mm512_add_epi32(lane_id, iset(16u * static_cast<uint32_t>(v)));
+    for (int r = 0; r < R; ++r) {
+      const __mmask16 c = _mm512_mask_cmp_ps_mask(kept[r][v], _mm512_load_ps(st[r]->ua + 16 * v),
+                                                  thr[r], _CMP_GE_OQ);
+      _mm512_storeu_si512(st[r]->li + count[r], _mm512_maskz_compress_epi32(c, ids));
+      count[r] += __builtin_popcount(c);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    st[r]->count = count[r];
+    ok[r] = ok[r] && count[r] <= kMoeGateFastMaxCandidates;
+  }
+}
+
+__attribute__((noinline)) DSK_GATE_FUSED bool softmax_fast_select1(const MoeGateRowPlan& p,
+                                                                   MoeGateFastRow& st) {
+  MoeGateFastRow* sts[1] = {&st};
+  bool ok[1];
+  softmax_fast_select<1>(p, sts, ok);
+  return ok[0];
+}
+
+__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_select2(const MoeGateRowPlan& p,
+                                                                   MoeGateFastRow* const* st,
+                                                                   bool* ok) {
+  softmax_fast_select<2>(p, st, ok);
+}
+
+// The exact scores s = e / sum of the listed candidates and their keys into cs, ck [count
+// rounded up to 16] (keys 0 past count).
+DSK_GATE_FUSED_INLINE void softmax_listed(const MoeGateFastRow& st, float* cs, uint32_t* ck) {
+  const __m512 vsum = vset(st.sum);
+  for (int32_t c = 0; c < st.count; c += 16) {
+    const __mmask16 m = lanes_from(c, st.count);
+    const __m512i vi = _mm512_maskz_loadu_epi32(m, st.li + c);
+    const __m512 ev = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vi, st.ua, 4);
+    const __m512 sc = _mm512_div_ps(ev, vsum);
+    _mm512_store_ps(cs + c, sc);
+    _mm512_store_si512(ck + c, _mm512_maskz_mov_epi32(m, f_key(sc)));
+  }
+}
+
+}  // namespace
+
 // Pass 1 of the fast row: u = fl(sigmoid_approx(x) + b) of every expert into st.ua, and whether
 // some logit is not finite. Kept out of the exact code's functions: only this approximation is
 // built with FMA (its bound is measured on this very code), the exact operations never are.
 __attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
     const MoeGateRowPlan& p, const float* in, MoeGateFastRow& st) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
+    softmax_fast_pass1(p, in, st);
+    return;
+  }
   const int32_t nv = p.num_experts / 16;
   // x * 0 + acc stays +-0 for finite x and turns NaN for a NaN or an infinity: one FMA a vector
   // instead of a classification and a mask transfer.
@@ -824,11 +1031,24 @@ __attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
   st.bad = _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q) != 0;
 }
 
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& p, const float* in0, MoeGateFastRow& st0,
+                               const float* in1, MoeGateFastRow& st1) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
+    const float* in[2] = {in0, in1};
+    MoeGateFastRow* st[2] = {&st0, &st1};
+    softmax_fast_pass2(p, in, st);
+    return;
+  }
+  moe_gate_row_fast_approx(p, in0, st0);
+  moe_gate_row_fast_approx(p, in1, st1);
+}
+
 // See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in ua; the
 // candidates of each stage are listed (indices in increasing order) and scored exactly from the
 // list (gathers), so no exact value makes a round trip through per-expert memory.
 DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const float* in,
                                              MoeGateFastRow& st) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) return softmax_fast_select1(p, st);
   const int32_t nv = p.num_experts / 16;
   const int32_t k = p.top_k;
   const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
@@ -962,6 +1182,17 @@ DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const floa
   return count <= kMoeGateFastMaxCandidates;
 }
 
+void moe_gate_row_fast_select2(const MoeGateRowPlan& p, const float* in0, MoeGateFastRow& st0,
+                               const float* in1, MoeGateFastRow& st1, bool* ok) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
+    MoeGateFastRow* st[2] = {&st0, &st1};
+    softmax_fast_select2(p, st, ok);
+    return;
+  }
+  ok[0] = moe_gate_row_fast_select(p, in0, st0);
+  ok[1] = moe_gate_row_fast_select(p, in1, st1);
+}
+
 DSK_GATE_FUSED void moe_gate_row_fast_finish(const MoeGateRowPlan& p, const float* in,
                                              const MoeGateFastRow& st, float* s, uint32_t* top_key,
                                              int32_t* top_index) {
@@ -970,7 +1201,11 @@ DSK_GATE_FUSED void moe_gate_row_fast_finish(const MoeGateRowPlan& p, const floa
   const int32_t* li = st.li;
   alignas(64) float cs[256 + 16];
   alignas(64) uint32_t ck[256 + 16];
-  exact_listed(p, in, li, count, cs, ck);
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
+    softmax_listed(st, cs, ck);
+  } else {
+    exact_listed(p, in, li, count, cs, ck);
+  }
   if (count > 16) {
     rank_picks(ck, li, count, k, top_key, top_index);
     for (int32_t i = 0; i < count; ++i) s[li[i]] = cs[i];
@@ -1094,9 +1329,22 @@ void moe_gate_row_fast_approx(const MoeGateRowPlan& /*plan*/, const float* /*in*
   st.bad = true;
 }
 
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& /*plan*/, const float* /*in0*/,
+                               MoeGateFastRow& st0, const float* /*in1*/, MoeGateFastRow& st1) {
+  st0.bad = true;
+  st1.bad = true;
+}
+
 bool moe_gate_row_fast_select(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
                               MoeGateFastRow& /*st*/) {
   return false;
+}
+
+void moe_gate_row_fast_select2(const MoeGateRowPlan& /*plan*/, const float* /*in0*/,
+                               MoeGateFastRow& /*st0*/, const float* /*in1*/,
+                               MoeGateFastRow& /*st1*/, bool* ok) {
+  ok[0] = false;
+  ok[1] = false;
 }
 
 void moe_gate_row_fast_finish(const MoeGateRowPlan& /*plan*/, const float* /*in*/,

@@ -69,8 +69,8 @@ struct MoeGateRowPlan {
   int32_t topk_group;
   alignas(64) float bias[256];   // zero past E (and everywhere without a bias)
   alignas(64) int32_t gid[256];  // the group of each expert
-  // The fast sigmoid row (moe_gate_row_fast_avx512) applies: sigmoid scores in f32, every bias
-  // finite with |b| <= kMoeGateFastMaxBias, E % 16 == 0, k <= 16.
+  // The fast row (moe_gate_row_fast_avx512) applies: f32 scores, E % 16 == 0, k <= 16, and
+  // sigmoid with every bias finite and |b| <= kMoeGateFastMaxBias, or softmax without a bias.
   bool fast;
   float fast_margin;             // D of moe_gate_row_fast_avx512, for this plan's biases
   bool vector_groups;            // a group stage runs and groups are whole vectors (size % 16 == 0)
@@ -81,6 +81,10 @@ struct MoeGateRowPlan {
 // 2^-12 = 2.44e-4, over 5x the largest error measured on all 2^32 bit patterns (4.33e-5,
 // tests/core/test_moe_gate_fast.cpp, which checks the bound in CI on every 97th pattern).
 constexpr float kMoeGateSigmoidApproxBound = 0x1p-12f;
+// The fast softmax row's candidates: e >= fl(t * kMoeGateSoftmaxTauFactor) for t the k-th
+// largest column maximum of e, when t >= kMoeGateSoftmaxMinTau (else the exact row runs).
+constexpr float kMoeGateSoftmaxTauFactor = 1.0f - 0x1p-20f;
+constexpr float kMoeGateSoftmaxMinTau = 0x1p-90f;
 // Larger biases (or non-finite ones) send every row to the exact row.
 constexpr float kMoeGateFastMaxBias = 1e3f;
 // The candidate count above which the fast row gives up (ties; the exact row runs).
@@ -147,6 +151,25 @@ void moe_gate_row_select_avx512(const MoeGateRowPlan& plan, uint32_t* key, uint3
 // the logits and biases gathered), with moe_gate_row_avx512's operations (no FMA in those
 // functions; only moe_gate_row_fast_approx is built with FMA). Comparisons of u against T are
 // float comparisons (no NaN: non-finite logits sent the row away before).
+//
+// Softmax rows (no bias, f32 scores: V2, V2-Lite) take a fast row too, exact from the start: it
+// skips the divisions and keys of the experts that cannot be picked. Pass 1 computes every
+// e = det_exp(x - m) and the canonical sum S exactly as the exact row does (the weights need S,
+// so no exp can be skipped); rows with some x - m outside [-87, 0] (non-finite logits, or e in
+// det_exp's general range) take the exact row. s = fl(e / S) is non-decreasing in e (one
+// correctly rounded division by the same S), so:
+//  - Group stage: a group's largest (and second largest) s is fl(e / S) of its largest (second
+//    largest) e, so its exact score (MAX, or fl of the two scores' sum) comes from the group
+//    maxima of e: G divisions, the groups' ranks by (key, group) as in moe_gate.cpp.
+//  - Top k: t = the k-th largest column maximum of e over the kept experts (k distinct experts
+//    reach it, so t <= e_(k), the k-th largest kept e). If t >= 2^-90 (else the exact row runs),
+//    every s involved is normal, and an expert j that could be picked has s_j >= s_(k) >=
+//    fl(t / S) >= (t / S)(1 - 2^-24); fl(e_j / S) >= that value needs
+//    e_j / S >= (t / S)(1 - 2^-24)^2, so e_j >= t (1 - 2^-24)^2 > t (1 - 2^-23) >
+//    fl(t (1 - 2^-20)). The candidates e >= fl(t (1 - 2^-20)) of kept groups therefore hold every
+//    expert with s >= s_(k); their exact s and keys, ranked by (key, index), give the picks in
+//    the exact row's order. Ties in s (equal after rounding though e differ) are resolved the
+//    same way as in the exact row because every tied expert is a candidate.
 bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float* s, uint32_t* key,
                               uint32_t* top_key, int32_t* top_index);
 
@@ -156,14 +179,22 @@ bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float
 // run) and moe_gate_row_fast_finish (their exact scores, the ranking, s at the picks).
 // moe_gate_row_fast_avx512 is the three in a row.
 struct MoeGateFastRow {
-  alignas(64) float ua[256];         // u = fl(a + b) per expert
+  alignas(64) float ua[256];         // u = fl(a + b) per expert (softmax: e = det_exp(x - m))
   alignas(64) int32_t li[256 + 16];  // the top-k candidates in increasing order
+  float sum;                         // softmax: the canonical sum of e
   int32_t count;
-  bool bad;  // a non-finite logit
+  bool bad;  // a non-finite logit (softmax: or x - m < -87)
 };
 // Pass 1 (u of every expert); then select (false: the exact row must run), then finish.
 void moe_gate_row_fast_approx(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
+// Pass 1 of two rows at once (softmax rows interleave their operations; same results).
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& plan, const float* in0, MoeGateFastRow& st0,
+                               const float* in1, MoeGateFastRow& st1);
 bool moe_gate_row_fast_select(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
+// The select phase of two rows at once (ok[2]: their results; softmax rows interleave their
+// operations; the same results as one row at a time).
+void moe_gate_row_fast_select2(const MoeGateRowPlan& plan, const float* in0, MoeGateFastRow& st0,
+                               const float* in1, MoeGateFastRow& st1, bool* ok);
 void moe_gate_row_fast_finish(const MoeGateRowPlan& plan, const float* in, const MoeGateFastRow& st,
                               float* s, uint32_t* top_key, int32_t* top_index);
 

@@ -1,7 +1,8 @@
-// Tests of the CPU gate's fast sigmoid row (moe_gate_row_fast_avx512, lib/cpu/moe_gate_score.h):
-// the error bound of the approximation it rules experts out with, and bitwise equality of its
-// picks (ids, keys, the exact scores the weights read) with the exact fused row
-// (moe_gate_row_avx512) on random, tie-heavy, near-threshold and extreme rows.
+// Tests of the CPU gate's fast rows (moe_gate_row_fast_avx512, lib/cpu/moe_gate_score.h): the
+// error bound of the sigmoid approximation the sigmoid row rules experts out with, and bitwise
+// equality of the sigmoid and the softmax rows' picks (ids, keys, the exact scores the weights
+// read) with the exact fused row (moe_gate_row_avx512) on random, tie-heavy, near-threshold and
+// extreme rows.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -74,6 +75,92 @@ struct RowCase {
   int32_t topk_group = 4;
   bool top2 = true;
 };
+
+// How many rows the fast row decided, overall and among ordinary random rows (kinds 0, 1 and
+// 11 with k <= 12, which it must nearly always decide).
+struct DecideTally {
+  int64_t rows = 0;
+  int64_t decided = 0;
+  int64_t random_rows = 0;
+  int64_t random_decided = 0;
+  void add(bool d, const RowCase& c, int kind) {
+    ++rows;
+    decided += d ? 1 : 0;
+    if (c.k <= 12 && (kind <= 1 || kind == 11)) {
+      ++random_rows;
+      random_decided += d ? 1 : 0;
+    }
+  }
+};
+
+// Overwrites (or rescales) the N(0, 1) row `in` with row kind `kind` (0 .. 11).
+void fill_row(int kind, const RowCase& c, std::mt19937& rng, std::vector<float>& in) {
+  std::normal_distribution<float> unit(0.0f, 1.0f);
+  switch (kind) {
+    case 0:  // N(0, 1)
+      break;
+    case 1:  // N(0, 4)
+      for (float& v : in) v *= 2.0f;
+      break;
+    case 2:  // bf16 grid (ties within and across groups)
+      for (float& v : in) v = dsk::moe::gate_round_bf16(v);
+      break;
+    case 3:  // a few distinct values
+      for (float& v : in) v = std::round(v * 2.0f) / 2.0f;
+      break;
+    case 4: {  // many experts within a hair of one value: near every threshold
+      const float t = unit(rng);
+      const int32_t m = 2 + static_cast<int32_t>(rng() % 40);
+      for (int32_t i = 0; i < m; ++i) {
+        in[rng() % static_cast<uint32_t>(c.e)] =
+            t + 1e-4f * static_cast<float>(static_cast<int32_t>(rng() % 41) - 20);
+      }
+      break;
+    }
+    case 5: {  // neighbouring floats: s' differ by an ulp or tie after rounding
+      const float t = unit(rng);
+      float f = t;
+      for (int32_t i = 0; i < 24; ++i) {
+        in[rng() % static_cast<uint32_t>(c.e)] = f;
+        f = std::nextafter(f, 10.0f);
+      }
+      break;
+    }
+    case 6: {  // per group, the 2nd and 3rd within the margin
+      const int32_t size = c.e / c.groups;
+      for (int32_t g = 0; g < c.groups && size >= 3; ++g) {
+        const float t = 1.0f + 0.25f * unit(rng);
+        for (int32_t i = 0; i < 3; ++i) {
+          in[static_cast<size_t>(g * size + static_cast<int32_t>(rng() % size))] =
+              t + 2e-4f * static_cast<float>(i);
+        }
+      }
+      break;
+    }
+    case 7:  // extreme logits, |x| up to 100
+      for (float& v : in)
+        v = 100.0f * (2.0f * (static_cast<float>(rng() % 65536) / 65535.0f) - 1.0f);
+      break;
+    case 8:  // saturated: many experts at s = 1 or 0 exactly
+      for (float& v : in) v = (rng() % 2 ? 1.0f : -1.0f) * (20.0f + 80.0f * std::fabs(v));
+      break;
+    case 9:  // all equal
+      for (float& v : in) v = 0.375f;
+      break;
+    case 10:  // tiny and subnormal logits, signed zeros
+      for (float& v : in) {
+        v = rng() % 3 == 0 ? (rng() % 2 ? 0.0f : -0.0f)
+                           : v * from_bits(0x00400000u + (rng() & 0xFFFFu));
+      }
+      break;
+    default: {  // uniform [-4, 4] (the benchmark's logits)
+      for (float& v : in) {
+        v = -4.0f + 8.0f * static_cast<float>(rng() % 1000001) / 1000000.0f;
+      }
+      break;
+    }
+  }
+}
 
 // Runs the fast and the exact fused row on `in`; returns whether the fast row decided the row,
 // and checks its picks against the exact row's when it did.
@@ -163,7 +250,8 @@ TEST_SUITE("moe_gate") {
     CHECK(dsk::cpu::moe_gate_fast_margin(2.0f) == 2 * delta + 3 * 0x1p-20f);
     CHECK(dsk::cpu::moe_gate_fast_margin(2.5f) == 2 * delta + 3 * 0x1p-19f);
     CHECK(dsk::cpu::moe_gate_fast_margin(1000.0f) >= 2 * delta + 3 * 0x1p-12f);
-    // Plans: the fast row only for sigmoid, f32 scores, E % 16 == 0, |b| <= 1e3.
+    // Plans: the fast row for sigmoid with |b| <= 1e3 and softmax without a bias; f32 scores,
+    // E % 16 == 0.
     auto plan = std::make_unique<dsk::cpu::MoeGateRowPlan>();
     if (!fast_available()) return;
     std::vector<float> bias(256, 0.01f);
@@ -175,6 +263,18 @@ TEST_SUITE("moe_gate") {
                                            4, true));
     CHECK(!plan->fast);
     CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 256, 8, DSK_MOE_SCORE_SOFTMAX, 0, nullptr, 8, 4,
+                                           true));
+    CHECK(plan->fast);
+    CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 256, 8, DSK_MOE_SCORE_SOFTMAX, 0, bias.data(), 8,
+                                           4, true));
+    CHECK(!plan->fast);
+    CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 256, 8, DSK_MOE_SCORE_SOFTMAX, 1, nullptr, 8, 4,
+                                           true));
+    CHECK(!plan->fast);
+    CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 250, 8, DSK_MOE_SCORE_SOFTMAX, 0, nullptr, 1, 1,
+                                           false));
+    CHECK(!plan->fast);
+    CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 256, 8, DSK_MOE_SCORE_NONE, 0, nullptr, 8, 4,
                                            true));
     CHECK(!plan->fast);
     CHECK(dsk::cpu::moe_gate_row_plan_init(*plan, 250, 8, DSK_MOE_SCORE_SIGMOID, 0, nullptr, 1, 1,
@@ -214,10 +314,7 @@ TEST_SUITE("moe_gate") {
     std::normal_distribution<float> unit(0.0f, 1.0f);
     auto plan = std::make_unique<dsk::cpu::MoeGateRowPlan>();
     int64_t mismatches = 0;
-    int64_t rows = 0;
-    int64_t decided = 0;
-    int64_t random_rows = 0;
-    int64_t random_decided = 0;
+    DecideTally tally;
     for (const RowCase& c : cases) {
       for (int bias_kind = 0; bias_kind < 4; ++bias_kind) {
         // No bias, N(0, 0.05), equal biases (ties), large biases (|b| up to 900).
@@ -239,91 +336,101 @@ TEST_SUITE("moe_gate") {
           for (int iter = 0; iter < 150; ++iter) {
             std::vector<float> in(static_cast<size_t>(c.e));
             for (float& v : in) v = unit(rng);
-            switch (kind) {
-              case 0:  // N(0, 1)
-                break;
-              case 1:  // N(0, 4)
-                for (float& v : in) v *= 2.0f;
-                break;
-              case 2:  // bf16 grid (ties within and across groups)
-                for (float& v : in) v = dsk::moe::gate_round_bf16(v);
-                break;
-              case 3:  // a few distinct values
-                for (float& v : in) v = std::round(v * 2.0f) / 2.0f;
-                break;
-              case 4: {  // many experts within a hair of one value: near every threshold
-                const float t = unit(rng);
-                const int32_t m = 2 + static_cast<int32_t>(rng() % 40);
-                for (int32_t i = 0; i < m; ++i) {
-                  in[rng() % static_cast<uint32_t>(c.e)] =
-                      t + 1e-4f * static_cast<float>(static_cast<int32_t>(rng() % 41) - 20);
-                }
-                break;
-              }
-              case 5: {  // neighbouring floats: s' differ by an ulp or tie after rounding
-                const float t = unit(rng);
-                float f = t;
-                for (int32_t i = 0; i < 24; ++i) {
-                  in[rng() % static_cast<uint32_t>(c.e)] = f;
-                  f = std::nextafter(f, 10.0f);
-                }
-                break;
-              }
-              case 6: {  // per group, the 2nd and 3rd within the margin
-                const int32_t size = c.e / c.groups;
-                for (int32_t g = 0; g < c.groups && size >= 3; ++g) {
-                  const float t = 1.0f + 0.25f * unit(rng);
-                  for (int32_t i = 0; i < 3; ++i) {
-                    in[static_cast<size_t>(g * size + static_cast<int32_t>(rng() % size))] =
-                        t + 2e-4f * static_cast<float>(i);
-                  }
-                }
-                break;
-              }
-              case 7:  // extreme logits, |x| up to 100
-                for (float& v : in)
-                  v = 100.0f * (2.0f * (static_cast<float>(rng() % 65536) / 65535.0f) - 1.0f);
-                break;
-              case 8:  // saturated: many experts at s = 1 or 0 exactly
-                for (float& v : in) v = (rng() % 2 ? 1.0f : -1.0f) * (20.0f + 80.0f * std::fabs(v));
-                break;
-              case 9:  // all equal
-                for (float& v : in) v = 0.375f;
-                break;
-              case 10:  // tiny and subnormal logits, signed zeros
-                for (float& v : in) {
-                  v = rng() % 3 == 0 ? (rng() % 2 ? 0.0f : -0.0f)
-                                     : v * from_bits(0x00400000u + (rng() & 0xFFFFu));
-                }
-                break;
-              default: {  // uniform [-4, 4] (the benchmark's logits)
-                for (float& v : in) {
-                  v = -4.0f + 8.0f * static_cast<float>(rng() % 1000001) / 1000000.0f;
-                }
-                break;
-              }
-            }
+            fill_row(kind, c, rng, in);
             const std::string what = "E " + std::to_string(c.e) + " k " + std::to_string(c.k) +
                                      " G " + std::to_string(c.groups) + " bias " +
                                      std::to_string(bias_kind) + " kind " + std::to_string(kind);
-            const bool d = compare_row(*plan, in, what, &mismatches);
-            ++rows;
-            decided += d ? 1 : 0;
-            if (c.k <= 12 && (kind <= 1 || kind == 11)) {
-              ++random_rows;
-              random_decided += d ? 1 : 0;
-            }
+            tally.add(compare_row(*plan, in, what, &mismatches), c, kind);
           }
         }
       }
     }
-    MESSAGE(rows << " rows, " << decided << " decided by the fast row (" << random_decided << " of "
-                 << random_rows << " random rows)");
+    MESSAGE(tally.rows << " rows, " << tally.decided << " decided by the fast row ("
+                       << tally.random_decided << " of " << tally.random_rows << " random rows)");
     CHECK(mismatches == 0);
     // The fast row must actually run on ordinary rows, not fall back. (With k = 16 and 16
     // columns, tau is the smallest column maximum, a loose bound: such rows often exceed 32
     // candidates and take the exact row.)
-    CHECK(random_decided >= random_rows * 95 / 100);
+    CHECK(tally.random_decided >= tally.random_rows * 95 / 100);
+  }
+
+  TEST_CASE("moe gate fast: the fast softmax row picks what the exact row picks, bit for bit") {
+    if (!fast_available()) {
+      MESSAGE("no AVX-512F/DQ on this CPU: the fast row does not run");
+      return;
+    }
+    const RowCase cases[] = {
+        {160, 6, 8, 3, false},   // V2 (MAX: no bias)
+        {64, 6, 1, 1, false},    // V2-Lite
+        {160, 6, 8, 3, true},    // V2 shape, TOP2SUM
+        {256, 8, 8, 4, false},   // groups of whole vectors
+        {256, 16, 16, 8, true},  // k 16
+        {64, 6, 16, 2, false},   // groups of 4: fewer than k columns can hold kept experts
+        {32, 8, 4, 1, true},     // k = the kept experts
+        {16, 1, 1, 1, false},   {240, 12, 12, 5, true}, {48, 3, 3, 2, false},
+    };
+    std::mt19937 rng(2027);
+    std::normal_distribution<float> unit(0.0f, 1.0f);
+    auto plan = std::make_unique<dsk::cpu::MoeGateRowPlan>();
+    auto single = std::make_unique<dsk::cpu::MoeGateFastRow>();
+    auto pair0 = std::make_unique<dsk::cpu::MoeGateFastRow>();
+    auto pair1 = std::make_unique<dsk::cpu::MoeGateFastRow>();
+    int64_t mismatches = 0;
+    int64_t pair_mismatches = 0;
+    DecideTally tally;
+    for (const RowCase& c : cases) {
+      REQUIRE(dsk::cpu::moe_gate_row_plan_init(*plan, c.e, c.k, DSK_MOE_SCORE_SOFTMAX, 0, nullptr,
+                                               c.groups, c.topk_group, c.top2));
+      REQUIRE(plan->fast);
+      std::vector<float> prev(static_cast<size_t>(c.e), 0.0f);
+      for (int kind = 0; kind < 14; ++kind) {
+        for (int iter = 0; iter < 400; ++iter) {
+          std::vector<float> in(static_cast<size_t>(c.e));
+          for (float& v : in) v = unit(rng);
+          if (kind < 12) {
+            fill_row(kind, c, rng, in);
+          } else if (kind == 12) {  // one logit far above others: x - m < -87 sends the row away
+            in[rng() % static_cast<uint32_t>(c.e)] = 60.0f + 40.0f * std::fabs(unit(rng));
+          } else {  // logits an ulp or two apart near the top: e and s tie or nearly tie
+            const float t = 3.0f + unit(rng);
+            for (int32_t i = 0; i < c.e; i += 2) {
+              in[static_cast<size_t>(i)] =
+                  rng() % 2 ? t : std::nextafter(t, -10.0f) - (rng() % 3 == 0 ? 1e-6f : 0.0f);
+            }
+          }
+          const std::string what = "softmax E " + std::to_string(c.e) + " k " +
+                                   std::to_string(c.k) + " G " + std::to_string(c.groups) +
+                                   " kind " + std::to_string(kind);
+          tally.add(compare_row(*plan, in, what, &mismatches), c, kind);
+          // Two rows at once give each row's single-row pass bit for bit.
+          dsk::cpu::moe_gate_row_fast_approx(*plan, in.data(), *single);
+          dsk::cpu::moe_gate_row_fast_approx2(*plan, prev.data(), *pair0, in.data(), *pair1);
+          bool same = single->bad == pair1->bad && bits_of(single->sum) == bits_of(pair1->sum);
+          for (int32_t e = 0; e < c.e && !single->bad; ++e) {
+            same = same && bits_of(single->ua[e]) == bits_of(pair1->ua[e]);
+          }
+          dsk::cpu::moe_gate_row_fast_approx(*plan, prev.data(), *single);
+          same = same && single->bad == pair0->bad && bits_of(single->sum) == bits_of(pair0->sum);
+          // And so do two rows' selections.
+          bool ok2[2];
+          dsk::cpu::moe_gate_row_fast_select2(*plan, prev.data(), *pair0, in.data(), *pair1, ok2);
+          dsk::cpu::moe_gate_row_fast_approx(*plan, in.data(), *single);
+          const bool ok1 = dsk::cpu::moe_gate_row_fast_select(*plan, in.data(), *single);
+          same = same && ok1 == ok2[1];
+          if (ok1 && ok2[1]) {
+            same = same && single->count == pair1->count &&
+                   std::equal(single->li, single->li + single->count, pair1->li);
+          }
+          if (!same && pair_mismatches++ < 5) FAIL_CHECK(what << ": the pair pass differs");
+          prev = in;
+        }
+      }
+    }
+    MESSAGE(tally.rows << " softmax rows, " << tally.decided << " decided by the fast row ("
+                       << tally.random_decided << " of " << tally.random_rows << " random rows)");
+    CHECK(mismatches == 0);
+    CHECK(pair_mismatches == 0);
+    CHECK(tally.random_decided >= tally.random_rows * 95 / 100);
   }
 
   TEST_CASE("moe gate fast: non-finite logits send the row to the exact row") {
