@@ -304,8 +304,8 @@ void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t
   auto slots = std::make_unique<Slot[]>(6);
   alignas(64) uint32_t key[256];
   alignas(64) uint32_t scratch[256];
-  uint32_t top_key[16];
-  int32_t top_index[16];
+  uint32_t top_key[2][16];
+  int32_t top_index[2][16];
   auto slot = [&](int64_t t) -> Slot& { return slots[static_cast<size_t>((t - lo) % 6)]; };
   auto approx = [&](int64_t t) {  // rows t and t + 1
     Slot& a = slot(t);
@@ -331,15 +331,28 @@ void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t
     }
   };
   auto finish = [&](int64_t t) {  // rows t and t + 1
+    if (t + 1 < hi && slot(t).ok && slot(t + 1).ok) {
+      Slot& a = slot(t);
+      Slot& b = slot(t + 1);
+      const float* in[2] = {a.in, b.in};
+      const MoeGateFastRow* st[2] = {&a.st, &b.st};
+      float* s[2] = {a.s, b.s};
+      uint32_t* tk[2] = {top_key[0], top_key[1]};
+      int32_t* ti[2] = {top_index[0], top_index[1]};
+      moe_gate_row_fast_finish2(plan, in, st, s, tk, ti);
+      finish_row(r, t, true, top_key[0], top_index[0], a.s);
+      finish_row(r, t + 1, true, top_key[1], top_index[1], b.s);
+      return;
+    }
     for (int64_t u = t; u < t + 2 && u < hi; ++u) {
       Slot& sl = slot(u);
       bool any_finite = true;
       if (sl.ok) {
-        moe_gate_row_fast_finish(plan, sl.in, sl.st, sl.s, top_key, top_index);
+        moe_gate_row_fast_finish(plan, sl.in, sl.st, sl.s, top_key[0], top_index[0]);
       } else {
-        any_finite = moe_gate_row_avx512(plan, sl.in, sl.s, key, scratch, top_key, top_index);
+        any_finite = moe_gate_row_avx512(plan, sl.in, sl.s, key, scratch, top_key[0], top_index[0]);
       }
-      finish_row(r, u, any_finite, top_key, top_index, sl.s);
+      finish_row(r, u, any_finite, top_key[0], top_index[0], sl.s);
     }
   };
   approx(lo);

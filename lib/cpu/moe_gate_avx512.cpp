@@ -1043,26 +1043,75 @@ void moe_gate_row_fast_approx2(const MoeGateRowPlan& p, const float* in0, MoeGat
   moe_gate_row_fast_approx(p, in1, st1);
 }
 
-// See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in ua; the
+namespace {
+
+// The exact group stage of a sigmoid row whose groups the approximation could not separate:
+// R = the 2nd largest (TOP2SUM) or the largest u of the group (gb / ga, group g's in lane g); the
+// candidates u >= fl(R - D) are listed and scored exactly, and each group's two largest exact
+// keys among its candidates are the group's (gate_top2_push over the list, in index order).
+// Returns the kept groups (bits).
+DSK_GATE_FUSED_INLINE uint32_t sigmoid_exact_groups(const MoeGateRowPlan& p, const float* in,
+                                                    MoeGateFastRow& st, __m512 ga, __m512 gb) {
+  const int32_t nv = p.num_experts / 16;
+  const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  alignas(64) float cs[256 + 16];
+  alignas(64) uint32_t ck[256 + 16];
+  int32_t* li = st.li;
+  const __m512 gt = _mm512_sub_ps(p.top2 ? gb : ga, vset(p.fast_margin));
+  int32_t count = 0;
+  __m512i ids = lane_id;
+  for (int32_t v = 0; v < nv; ++v) {
+    const __m512 thr = _mm512_permutexvar_ps(_mm512_load_si512(p.gid + 16 * v), gt);
+    const __mmask16 c = _mm512_cmp_ps_mask(_mm512_load_ps(st.ua + 16 * v), thr, _CMP_GE_OQ);
+    _mm512_storeu_si512(li + count, _mm512_maskz_compress_epi32(c, ids));
+    count += __builtin_popcount(c);
+    ids = _mm512_add_epi32(ids, iset(16));
+  }
+  exact_listed(p, in, li, count, cs, ck);
+  uint32_t a[16];
+  uint32_t b[16];
+  for (int32_t g = 0; g < p.groups; ++g) {
+    a[g] = moe::kKeyTaken;
+    b[g] = moe::kKeyTaken;
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    const int32_t g = p.gid[li[i]];
+    moe::gate_top2_push(ck[i], a[g], b[g]);
+  }
+  uint32_t gk[16];
+  for (int32_t g = 0; g < p.groups; ++g) gk[g] = p.top2 ? moe::gate_top2_key(a[g], b[g]) : a[g];
+  // topk_group rounds of argmax, the lower group on ties (group_stage of moe_gate.cpp).
+  uint32_t kept_bits = 0;
+  for (int32_t round = 0; round < p.topk_group; ++round) {
+    int32_t best = 0;
+    for (int32_t g = 1; g < p.groups; ++g) best = gk[g] > gk[best] ? g : best;
+    gk[best] = moe::kKeyTaken;
+    kept_bits |= 1u << best;
+  }
+  return kept_bits;
+}
+
+// See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in st[r]->ua; the
 // candidates of each stage are listed (indices in increasing order) and scored exactly from the
-// list (gathers), so no exact value makes a round trip through per-expert memory.
-DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const float* in,
-                                             MoeGateFastRow& st) {
-  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) return softmax_fast_select1(p, st);
+// list (gathers), so no exact value makes a round trip through per-expert memory. R rows at
+// once, their steps interleaved (each row is a chain of dependent steps); rows with a
+// non-finite logit must not be passed (their ok is false without a call).
+template <int R>
+DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const float* const* in,
+                                               MoeGateFastRow* const* st, bool* ok) {
   const int32_t nv = p.num_experts / 16;
   const int32_t k = p.top_k;
   const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
   const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  if (st.bad) return false;
-  const float* ua = st.ua;
   const __m512 margin = vset(p.fast_margin);
-  int32_t* li = st.li;
-  alignas(64) float cs[256 + 16];
-  alignas(64) uint32_t ck[256 + 16];
-  uint32_t kept_bits = 0xFFFFu;
-  bool groups_open = p.grouped;
-  __m512 ga = ninf;
-  __m512 gb = ninf;
+  uint32_t kept_bits[R];
+  __m512 ga[R];
+  __m512 gb[R];
+  for (int r = 0; r < R; ++r) {
+    kept_bits[r] = 0xFFFFu;
+    ga[r] = ninf;
+    gb[r] = ninf;
+  }
   if (p.grouped) {
     // The groups from u alone when that is safe. The j-th largest value of a group moves by at
     // most max |s' - u| <= E1 between u and s', so the exact group score S (fl of the sum of the
@@ -1071,167 +1120,204 @@ DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const floa
     // topk_group-th largest G exceeds the next by more than 2.5 D (in double, exact to far below
     // 0.5 D), every kept group's S exceeds every other group's S: the exact stage keeps the same
     // groups, without a tie.
-    if (p.groups == 8 && p.group_size == 32) {  // V3
-      group_top2_fixed<8, 2>(ua, p.top2, ga, gb);
-    } else {
-      group_top2_ps(p, ua, ga, gb);
+    for (int r = 0; r < R; ++r) {
+      if (p.groups == 8 && p.group_size == 32) {  // V3
+        group_top2_fixed<8, 2>(st[r]->ua, p.top2, ga[r], gb[r]);
+      } else {
+        group_top2_ps(p, st[r]->ua, ga[r], gb[r]);
+      }
     }
     const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
-    const __m512 gv = p.top2 ? _mm512_add_ps(ga, gb) : ga;
-    const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
-    // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of rank
-    // topk_group - 1 holds the smallest kept G, the group of rank topk_group the largest other.
-    const __m512i rank = lane_ranks(gkey, p.groups);
     const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
-    const auto kept = static_cast<__mmask16>(_mm512_mask_cmplt_epi32_mask(gmask, rank, tgv));
-    const __mmask16 last_kept =
-        _mm512_mask_cmpeq_epi32_mask(gmask, rank, _mm512_sub_epi32(tgv, iset(1)));
-    const __mmask16 first_other = _mm512_mask_cmpeq_epi32_mask(gmask, rank, tgv);
-    const double gap =
-        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last_kept, gv))) -
-        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first_other, gv)));
-    if (gap > 2.5 * static_cast<double>(p.fast_margin)) {
-      kept_bits = kept;
-      groups_open = false;
+    bool open[R];
+    for (int r = 0; r < R; ++r) {
+      const __m512 gv = p.top2 ? _mm512_add_ps(ga[r], gb[r]) : ga[r];
+      const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
+      // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of
+      // rank topk_group - 1 holds the smallest kept G, the group of rank topk_group the largest
+      // other.
+      const __m512i rank = lane_ranks(gkey, p.groups);
+      kept_bits[r] = _mm512_mask_cmplt_epi32_mask(gmask, rank, tgv);
+      const __mmask16 last_kept =
+          _mm512_mask_cmpeq_epi32_mask(gmask, rank, _mm512_sub_epi32(tgv, iset(1)));
+      const __mmask16 first_other = _mm512_mask_cmpeq_epi32_mask(gmask, rank, tgv);
+      const double gap =
+          static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last_kept, gv))) -
+          static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first_other, gv)));
+      open[r] = !(gap > 2.5 * static_cast<double>(p.fast_margin));
+    }
+    for (int r = 0; r < R; ++r) {
+      if (open[r]) kept_bits[r] = sigmoid_exact_groups(p, in[r], *st[r], ga[r], gb[r]);
     }
   }
-  if (groups_open) {
-    // Group stage: R = the 2nd largest (TOP2SUM) or the largest u of the group; the candidates
-    // u >= fl(R - D) are listed and scored exactly, and each group's two largest exact keys
-    // among its candidates are the group's (gate_top2_push over the list, in index order).
-    const __m512 gt = _mm512_sub_ps(p.top2 ? gb : ga, margin);
-    int32_t count = 0;
-    __m512i ids = lane_id;
-    for (int32_t v = 0; v < nv; ++v) {
-      const __m512 thr = _mm512_permutexvar_ps(_mm512_load_si512(p.gid + 16 * v), gt);
-      const __mmask16 c = _mm512_cmp_ps_mask(_mm512_load_ps(ua + 16 * v), thr, _CMP_GE_OQ);
-      _mm512_storeu_si512(li + count, _mm512_maskz_compress_epi32(c, ids));
-      count += __builtin_popcount(c);
-      ids = _mm512_add_epi32(ids, iset(16));
-    }
-    exact_listed(p, in, li, count, cs, ck);
-    uint32_t a[16];
-    uint32_t b[16];
-    for (int32_t g = 0; g < p.groups; ++g) {
-      a[g] = moe::kKeyTaken;
-      b[g] = moe::kKeyTaken;
-    }
-    for (int32_t i = 0; i < count; ++i) {
-      const int32_t g = p.gid[li[i]];
-      moe::gate_top2_push(ck[i], a[g], b[g]);
-    }
-    uint32_t gk[16];
-    for (int32_t g = 0; g < p.groups; ++g) gk[g] = p.top2 ? moe::gate_top2_key(a[g], b[g]) : a[g];
-    // topk_group rounds of argmax, the lower group on ties (group_stage of moe_gate.cpp).
-    kept_bits = 0;
-    for (int32_t round = 0; round < p.topk_group; ++round) {
-      int32_t best = 0;
-      for (int32_t g = 1; g < p.groups; ++g) best = gk[g] > gk[best] ? g : best;
-      gk[best] = moe::kKeyTaken;
-      kept_bits |= 1u << best;
-    }
-  }
-  // Top k: R = tau, a value that k distinct kept experts reach with their u. With k == 2 topk_group
-  // (TOP2SUM) or k == topk_group, the kept groups' two largest (or largest) u are k distinct
-  // experts: tau = the smallest of them. Otherwise the k-th largest of the column maxima of u over
-  // the kept experts (-inf when fewer than k columns hold a kept expert: then every kept expert is
-  // a candidate).
-  // Kept experts: whole vectors when groups are multiples of 16 (only those are visited, the
-  // set bits of kvec), else lane masks.
-  __mmask16 kept[16];
-  uint32_t kvec = (1u << nv) - 1u;
-  if (p.vector_groups) {
-    kvec &= _mm512_test_epi32_mask(_mm512_srlv_epi32(iset(kept_bits), _mm512_load_si512(p.vgid)),
-                                   iset(1));
-    for (int32_t v = 0; v < nv; ++v) kept[v] = 0xFFFFu;
-  } else {
-    const __m512i kv_kept = iset(kept_bits);
-    for (int32_t v = 0; v < nv; ++v) {
-      const __m512i g = _mm512_load_si512(p.gid + 16 * v);
-      kept[v] = _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, g), iset(1));
+  // Top k: R = tau, a value that k distinct kept experts reach with their u. With k == 2
+  // topk_group (TOP2SUM) or k == topk_group, the kept groups' two largest (or largest) u are k
+  // distinct experts: tau = the smallest of them. Otherwise the k-th largest of the column maxima
+  // of u over the kept experts (-inf when fewer than k columns hold a kept expert: then every
+  // kept expert is a candidate). Kept experts: whole vectors when groups are multiples of 16
+  // (only those are visited, the set bits of kvec), else lane masks.
+  __mmask16 kept[R][16];
+  uint32_t kvec[R];
+  for (int r = 0; r < R; ++r) {
+    kvec[r] = (1u << nv) - 1u;
+    if (p.vector_groups) {
+      kvec[r] &= _mm512_test_epi32_mask(
+          _mm512_srlv_epi32(iset(kept_bits[r]), _mm512_load_si512(p.vgid)), iset(1));
+      for (int32_t v = 0; v < nv; ++v) kept[r][v] = 0xFFFFu;
+    } else {
+      const __m512i kv_kept = iset(kept_bits[r]);
+      for (int32_t v = 0; v < nv; ++v) {
+        const __m512i g = _mm512_load_si512(p.gid + 16 * v);
+        kept[r][v] = _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, g), iset(1));
+      }
     }
   }
   const int32_t tg = p.topk_group;
-  __m512 thr;
+  __m512 thr[R];
   if (p.grouped && (k == tg || (p.top2 && k == 2 * tg))) {
-    const auto km = static_cast<__mmask16>(kept_bits & ((1u << p.groups) - 1u));
-    const float tv = _mm512_mask_reduce_min_ps(km, k == tg ? ga : gb);
-    thr = _mm512_sub_ps(vset(tv), margin);
-  } else {
-    __m512 cm = ninf;
-    for (uint32_t m = kvec; m != 0; m &= m - 1) {
-      const int32_t v = __builtin_ctz(m);
-      cm = _mm512_mask_max_ps(cm, kept[v], cm, _mm512_load_ps(ua + 16 * v));
+    for (int r = 0; r < R; ++r) {
+      const auto km = static_cast<__mmask16>(kept_bits[r] & ((1u << p.groups) - 1u));
+      const float tv = _mm512_mask_reduce_min_ps(km, k == tg ? ga[r] : gb[r]);
+      thr[r] = _mm512_sub_ps(vset(tv), margin);
     }
-    alignas(64) uint32_t sorted[16];
-    _mm512_store_si512(sorted, sort16_desc(f_key(cm)));
-    const uint32_t tau = sorted[k - 1];
-    thr = tau == moe::kKeyNegInf ? ninf : _mm512_sub_ps(vset(moe::gate_key_value(tau)), margin);
+  } else {
+    __m512i sorted[R];
+    for (int r = 0; r < R; ++r) {
+      __m512 cm = ninf;
+      for (uint32_t m = kvec[r]; m != 0; m &= m - 1) {
+        const int32_t v = __builtin_ctz(m);
+        cm = _mm512_mask_max_ps(cm, kept[r][v], cm, _mm512_load_ps(st[r]->ua + 16 * v));
+      }
+      sorted[r] = f_key(cm);
+    }
+    sort16_desc_n<R>(sorted);
+    for (int r = 0; r < R; ++r) {
+      const auto tau = static_cast<uint32_t>(_mm512_cvtsi512_si32(
+          _mm512_permutexvar_epi32(iset(static_cast<uint32_t>(k - 1)), sorted[r])));
+      thr[r] =
+          tau == moe::kKeyNegInf ? ninf : _mm512_sub_ps(vset(moe::gate_key_value(tau)), margin);
+    }
   }
-  int32_t count = 0;
-  for (uint32_t m = kvec; m != 0; m &= m - 1) {
-    const int32_t v = __builtin_ctz(m);
-    const __mmask16 c =
-        _mm512_mask_cmp_ps_mask(kept[v], _mm512_load_ps(ua + 16 * v), thr, _CMP_GE_OQ);
-    _mm512_storeu_si512(li + count,
-                        _mm512_maskz_compress_epi32(
-                            c, _mm512_add_epi32(lane_id, iset(16u * static_cast<uint32_t>(v)))));
-    count += __builtin_popcount(c);
+  for (int r = 0; r < R; ++r) {
+    int32_t count = 0;
+    for (uint32_t m = kvec[r]; m != 0; m &= m - 1) {
+      const int32_t v = __builtin_ctz(m);
+      const __mmask16 c = _mm512_mask_cmp_ps_mask(kept[r][v], _mm512_load_ps(st[r]->ua + 16 * v),
+                                                  thr[r], _CMP_GE_OQ);
+      _mm512_storeu_si512(st[r]->li + count,
+                          _mm512_maskz_compress_epi32(
+                              c, _mm512_add_epi32(lane_id, iset(16u * static_cast<uint32_t>(v)))));
+      count += __builtin_popcount(c);
+    }
+    st[r]->count = count;
+    ok[r] = count <= kMoeGateFastMaxCandidates;
   }
-  st.count = count;
-  return count <= kMoeGateFastMaxCandidates;
+}
+
+__attribute__((noinline)) DSK_GATE_FUSED void sigmoid_fast_select2(const MoeGateRowPlan& p,
+                                                                   const float* const* in,
+                                                                   MoeGateFastRow* const* st,
+                                                                   bool* ok) {
+  sigmoid_fast_select<2>(p, in, st, ok);
+}
+
+}  // namespace
+
+DSK_GATE_FUSED bool moe_gate_row_fast_select(const MoeGateRowPlan& p, const float* in,
+                                             MoeGateFastRow& st) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) return softmax_fast_select1(p, st);
+  if (st.bad) return false;
+  MoeGateFastRow* sts[1] = {&st};
+  bool ok[1];
+  sigmoid_fast_select<1>(p, &in, sts, ok);
+  return ok[0];
 }
 
 void moe_gate_row_fast_select2(const MoeGateRowPlan& p, const float* in0, MoeGateFastRow& st0,
                                const float* in1, MoeGateFastRow& st1, bool* ok) {
+  MoeGateFastRow* st[2] = {&st0, &st1};
   if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
-    MoeGateFastRow* st[2] = {&st0, &st1};
     softmax_fast_select2(p, st, ok);
-    return;
+  } else if (st0.bad || st1.bad) {
+    ok[0] = moe_gate_row_fast_select(p, in0, st0);
+    ok[1] = moe_gate_row_fast_select(p, in1, st1);
+  } else {
+    const float* in[2] = {in0, in1};
+    sigmoid_fast_select2(p, in, st, ok);
   }
-  ok[0] = moe_gate_row_fast_select(p, in0, st0);
-  ok[1] = moe_gate_row_fast_select(p, in1, st1);
 }
+
+namespace {
+
+// The exact tails of R rows (the listed candidates' exact scores and keys, their ranks, the k
+// picks and s at the picks), the rows' steps interleaved.
+template <int R>
+DSK_GATE_FUSED_INLINE void fast_finish(const MoeGateRowPlan& p, const float* const* in,
+                                       const MoeGateFastRow* const* st, float* const* s,
+                                       uint32_t* const* top_key, int32_t* const* top_index) {
+  const int32_t k = p.top_k;
+  alignas(64) float cs[R][256 + 16];
+  alignas(64) uint32_t ck[R][256 + 16];
+  for (int r = 0; r < R; ++r) {
+    if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
+      softmax_listed(*st[r], cs[r], ck[r]);
+    } else {
+      exact_listed(p, in[r], st[r]->li, st[r]->count, cs[r], ck[r]);
+    }
+  }
+  // rank16 with a fixed trip count (the keys past count are 0 and never count; rows with more
+  // than 16 candidates are ranked again below), then the k picks with the exact scores the
+  // weights read: no branch depends on the row's data.
+  const __m512i one = iset(1);
+  __m512i c0[R];
+  __m512i r0[R];
+  for (int r = 0; r < R; ++r) {
+    c0[r] = _mm512_load_si512(ck[r]);
+    r0[r] = _mm512_setzero_si512();
+  }
+  for (int32_t j = 0; j < 16; ++j) {
+    const auto le0 = static_cast<__mmask16>(j >= 15 ? 0xFFFFu : (2u << j) - 1u);
+    for (int r = 0; r < R; ++r) {
+      const __m512i bj = _mm512_set1_epi32(static_cast<int32_t>(ck[r][j]));
+      r0[r] = _mm512_mask_add_epi32(
+          r0[r], _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(c0[r], le0, c0[r], one)), r0[r],
+          one);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int32_t count = st[r]->count;
+    const int32_t* li = st[r]->li;
+    if (count > 16) {
+      rank_picks(ck[r], li, count, k, top_key[r], top_index[r]);
+      for (int32_t i = 0; i < count; ++i) s[r][li[i]] = cs[r][i];
+      continue;
+    }
+    alignas(64) int32_t rk[16];
+    _mm512_store_si512(rk, r0[r]);
+    uint32_t below =
+        _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0[r], iset(static_cast<uint32_t>(k)));
+    for (; below != 0; below &= below - 1) {
+      const int32_t i = __builtin_ctz(below);
+      top_key[r][rk[i]] = ck[r][i];
+      top_index[r][rk[i]] = li[i];
+      s[r][li[i]] = cs[r][i];
+    }
+  }
+}
+
+}  // namespace
 
 DSK_GATE_FUSED void moe_gate_row_fast_finish(const MoeGateRowPlan& p, const float* in,
                                              const MoeGateFastRow& st, float* s, uint32_t* top_key,
                                              int32_t* top_index) {
-  const int32_t k = p.top_k;
-  const int32_t count = st.count;
-  const int32_t* li = st.li;
-  alignas(64) float cs[256 + 16];
-  alignas(64) uint32_t ck[256 + 16];
-  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
-    softmax_listed(st, cs, ck);
-  } else {
-    exact_listed(p, in, li, count, cs, ck);
-  }
-  if (count > 16) {
-    rank_picks(ck, li, count, k, top_key, top_index);
-    for (int32_t i = 0; i < count; ++i) s[li[i]] = cs[i];
-    return;
-  }
-  // rank16 with a fixed trip count (the keys past count are 0 and never count), then the k
-  // picks with the exact scores the weights read: no branch depends on the row's data.
-  const __m512i c0 = _mm512_load_si512(ck);
-  const __m512i one = iset(1);
-  __m512i r0 = _mm512_setzero_si512();
-  for (int32_t j = 0; j < 16; ++j) {
-    const __m512i bj = _mm512_set1_epi32(static_cast<int32_t>(ck[j]));
-    const auto le0 = static_cast<__mmask16>(j >= 15 ? 0xFFFFu : (2u << j) - 1u);
-    r0 = _mm512_mask_add_epi32(
-        r0, _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(c0, le0, c0, one)), r0, one);
-  }
-  alignas(64) int32_t rk[16];
-  _mm512_store_si512(rk, r0);
-  uint32_t below =
-      _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0, iset(static_cast<uint32_t>(k)));
-  for (; below != 0; below &= below - 1) {
-    const int32_t i = __builtin_ctz(below);
-    top_key[rk[i]] = ck[i];
-    top_index[rk[i]] = li[i];
-    s[li[i]] = cs[i];
-  }
+  const MoeGateFastRow* sts[1] = {&st};
+  fast_finish<1>(p, &in, sts, &s, &top_key, &top_index);
+}
+
+DSK_GATE_FUSED void moe_gate_row_fast_finish2(const MoeGateRowPlan& p, const float* const* in,
+                                              const MoeGateFastRow* const* st, float* const* s,
+                                              uint32_t* const* top_key, int32_t* const* top_index) {
+  fast_finish<2>(p, in, st, s, top_key, top_index);
 }
 
 bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float* s,
@@ -1350,6 +1436,10 @@ void moe_gate_row_fast_select2(const MoeGateRowPlan& /*plan*/, const float* /*in
 void moe_gate_row_fast_finish(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
                               const MoeGateFastRow& /*st*/, float* /*s*/, uint32_t* /*top_key*/,
                               int32_t* /*top_index*/) {}
+
+void moe_gate_row_fast_finish2(const MoeGateRowPlan& /*plan*/, const float* const* /*in*/,
+                               const MoeGateFastRow* const* /*st*/, float* const* /*s*/,
+                               uint32_t* const* /*top_key*/, int32_t* const* /*top_index*/) {}
 
 void moe_gate_sigmoid_approx(const float* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = det_sigmoid(x[i]);

@@ -197,6 +197,11 @@ void moe_gate_row_fast_select2(const MoeGateRowPlan& plan, const float* in0, Moe
                                const float* in1, MoeGateFastRow& st1, bool* ok);
 void moe_gate_row_fast_finish(const MoeGateRowPlan& plan, const float* in, const MoeGateFastRow& st,
                               float* s, uint32_t* top_key, int32_t* top_index);
+// The finish phase of two rows at once (in, st, s, top_key, top_index: two each; both rows must
+// have been decided by the select phase), their operations interleaved; the same results.
+void moe_gate_row_fast_finish2(const MoeGateRowPlan& plan, const float* const* in,
+                               const MoeGateFastRow* const* st, float* const* s,
+                               uint32_t* const* top_key, int32_t* const* top_index);
 
 // Step 5's last operations for k <= 16 weights without bf16 rounding, 16 at a time:
 // out[j] = (w[j] / divisor when renormalizing) * scale, each one IEEE operation as in

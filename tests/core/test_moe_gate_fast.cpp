@@ -193,6 +193,44 @@ bool compare_row(const dsk::cpu::MoeGateRowPlan& plan, const std::vector<float>&
   return true;
 }
 
+// Runs rows a and b through the two-row phases (approx2, select2, finish2) and checks that each
+// row gets what the one-row fast path gives it: the same decision, picks and scores at the picks.
+void check_pair(const dsk::cpu::MoeGateRowPlan& plan, const std::vector<float>& a,
+                const std::vector<float>& b, const std::string& what, int64_t* mismatches) {
+  auto st = std::make_unique<dsk::cpu::MoeGateFastRow[]>(2);
+  alignas(64) float s[2][256];
+  alignas(64) float s1[256];
+  alignas(64) uint32_t key[256];
+  uint32_t tk[2][16];
+  int32_t ti[2][16];
+  uint32_t tk1[16];
+  int32_t ti1[16];
+  dsk::cpu::moe_gate_row_fast_approx2(plan, a.data(), st[0], b.data(), st[1]);
+  bool ok[2];
+  dsk::cpu::moe_gate_row_fast_select2(plan, a.data(), st[0], b.data(), st[1], ok);
+  if (ok[0] && ok[1]) {
+    const float* in[2] = {a.data(), b.data()};
+    const dsk::cpu::MoeGateFastRow* sts[2] = {&st[0], &st[1]};
+    float* sp[2] = {s[0], s[1]};
+    uint32_t* tkp[2] = {tk[0], tk[1]};
+    int32_t* tip[2] = {ti[0], ti[1]};
+    dsk::cpu::moe_gate_row_fast_finish2(plan, in, sts, sp, tkp, tip);
+  }
+  const std::vector<float>* rows[2] = {&a, &b};
+  for (int r = 0; r < 2; ++r) {
+    const bool decided =
+        dsk::cpu::moe_gate_row_fast_avx512(plan, rows[r]->data(), s1, key, tk1, ti1);
+    bool same = decided == ok[r];
+    if (same && decided && ok[0] && ok[1]) {
+      for (int32_t j = 0; j < plan.top_k; ++j) {
+        same = same && tk[r][j] == tk1[j] && ti[r][j] == ti1[j] &&
+               bits_of(s[r][ti[r][j]]) == bits_of(s1[ti1[j]]);
+      }
+    }
+    if (!same && (*mismatches)++ < 5) FAIL_CHECK(what << ": row " << r << " of a pair differs");
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("moe_gate") {
@@ -314,8 +352,10 @@ TEST_SUITE("moe_gate") {
     std::normal_distribution<float> unit(0.0f, 1.0f);
     auto plan = std::make_unique<dsk::cpu::MoeGateRowPlan>();
     int64_t mismatches = 0;
+    int64_t pair_mismatches = 0;
     DecideTally tally;
     for (const RowCase& c : cases) {
+      std::vector<float> prev(static_cast<size_t>(c.e), 0.0f);
       for (int bias_kind = 0; bias_kind < 4; ++bias_kind) {
         // No bias, N(0, 0.05), equal biases (ties), large biases (|b| up to 900).
         std::vector<float> bias;
@@ -341,6 +381,8 @@ TEST_SUITE("moe_gate") {
                                      " G " + std::to_string(c.groups) + " bias " +
                                      std::to_string(bias_kind) + " kind " + std::to_string(kind);
             tally.add(compare_row(*plan, in, what, &mismatches), c, kind);
+            check_pair(*plan, prev, in, what, &pair_mismatches);
+            prev = in;
           }
         }
       }
@@ -348,6 +390,7 @@ TEST_SUITE("moe_gate") {
     MESSAGE(tally.rows << " rows, " << tally.decided << " decided by the fast row ("
                        << tally.random_decided << " of " << tally.random_rows << " random rows)");
     CHECK(mismatches == 0);
+    CHECK(pair_mismatches == 0);
     // The fast row must actually run on ordinary rows, not fall back. (With k = 16 and 16
     // columns, tau is the smallest column maximum, a loose bound: such rows often exceed 32
     // candidates and take the exact row.)
@@ -402,24 +445,13 @@ TEST_SUITE("moe_gate") {
                                    std::to_string(c.k) + " G " + std::to_string(c.groups) +
                                    " kind " + std::to_string(kind);
           tally.add(compare_row(*plan, in, what, &mismatches), c, kind);
-          // Two rows at once give each row's single-row pass bit for bit.
+          check_pair(*plan, prev, in, what, &pair_mismatches);
+          // And so does the first pass alone (also where a row is sent away).
           dsk::cpu::moe_gate_row_fast_approx(*plan, in.data(), *single);
           dsk::cpu::moe_gate_row_fast_approx2(*plan, prev.data(), *pair0, in.data(), *pair1);
           bool same = single->bad == pair1->bad && bits_of(single->sum) == bits_of(pair1->sum);
           for (int32_t e = 0; e < c.e && !single->bad; ++e) {
             same = same && bits_of(single->ua[e]) == bits_of(pair1->ua[e]);
-          }
-          dsk::cpu::moe_gate_row_fast_approx(*plan, prev.data(), *single);
-          same = same && single->bad == pair0->bad && bits_of(single->sum) == bits_of(pair0->sum);
-          // And so do two rows' selections.
-          bool ok2[2];
-          dsk::cpu::moe_gate_row_fast_select2(*plan, prev.data(), *pair0, in.data(), *pair1, ok2);
-          dsk::cpu::moe_gate_row_fast_approx(*plan, in.data(), *single);
-          const bool ok1 = dsk::cpu::moe_gate_row_fast_select(*plan, in.data(), *single);
-          same = same && ok1 == ok2[1];
-          if (ok1 && ok2[1]) {
-            same = same && single->count == pair1->count &&
-                   std::equal(single->li, single->li + single->count, pair1->li);
           }
           if (!same && pair_mismatches++ < 5) FAIL_CHECK(what << ": the pair pass differs");
           prev = in;
