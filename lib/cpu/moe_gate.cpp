@@ -228,7 +228,9 @@ void finish_row(const GateRun& r, int64_t t, bool any_finite, const uint32_t* to
   char* id_row = r.ids.data + t * r.ids.strides[0] * static_cast<int64_t>(r.ids.elem_size);
   char* w_row = r.weights.data + t * r.weights.strides[0] * 4;
   if (r.ids.dtype_id == DSK_DTYPE_INT32 && r.ids.strides[1] == 1) {
-    std::memcpy(id_row, top_index, static_cast<size_t>(k) * sizeof(int32_t));
+    // One id at a time: the picks were just stored one at a time, and a wide copy would wait
+    // for those stores to reach the cache instead of reading them from the store buffer.
+    for (int32_t j = 0; j < k; ++j) std::memcpy(id_row + 4 * j, &top_index[j], 4);
   } else {
     for (int32_t j = 0; j < k; ++j) store_id(r.ids, id_row, j, top_index[j]);
   }

@@ -236,20 +236,27 @@ DSK_GATE_AVX512 void select_rounds(const uint32_t* key, int32_t n, int32_t k, ui
   }
 }
 
-// Rank of each lane of the first `count` lanes of (kv, order by lane) in selection order: the
-// number of lanes with a larger key plus the earlier lanes with an equal key.
-DSK_GATE_AVX512_INLINE __m512i lane_ranks(__m512i kv, int32_t count) {
-  __m512i rank = _mm512_setzero_si512();
+// Ranks of the first `count` lanes of c0 (keys in index order, also stored in ck) in selection
+// order: lane i's rank counts the j < count with c_j > c_i, or c_j == c_i and j < i, i.e.
+// c_j >= c_i + [i <= j] (keys stay below 0xFFFFFFFF). c_j is broadcast from memory (a load, not a
+// shuffle: the shuffle port is the busy one), one compare a key.
+DSK_GATE_AVX512_INLINE __m512i rank16(const uint32_t* ck, __m512i c0, int32_t count) {
   const __m512i one = iset(1);
-  const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i r0 = _mm512_setzero_si512();
   for (int32_t j = 0; j < count; ++j) {
-    const __m512i bj = _mm512_permutexvar_epi32(iset(static_cast<uint32_t>(j)), kv);
-    const __mmask16 gt = _mm512_cmpgt_epu32_mask(bj, kv);
-    const __mmask16 eq = _mm512_mask_cmpeq_epi32_mask(
-        _mm512_cmpgt_epi32_mask(lane_id, iset(static_cast<uint32_t>(j))), bj, kv);
-    rank = _mm512_mask_add_epi32(rank, static_cast<__mmask16>(gt | eq), rank, one);
+    const __m512i bj = _mm512_set1_epi32(static_cast<int32_t>(ck[j]));
+    const auto le0 = static_cast<__mmask16>(j >= 15 ? 0xFFFFu : (2u << j) - 1u);
+    r0 = _mm512_mask_add_epi32(
+        r0, _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(c0, le0, c0, one)), r0, one);
   }
-  return rank;
+  return r0;
+}
+
+// rank16 of the lanes of a register.
+DSK_GATE_AVX512_INLINE __m512i lane_ranks(__m512i kv, int32_t count) {
+  alignas(64) uint32_t keys[16];
+  _mm512_store_si512(keys, kv);
+  return rank16(keys, kv, count);
 }
 
 }  // namespace
@@ -408,12 +415,17 @@ DSK_GATE_FUSED_INLINE __m512 pick2(__m512 x, __m512i idx, __m512 y) {
 // of ga, gb. At width w, output chunk c (w lanes) merges the two w-lane halves of chunk
 // c' = c mod (8 / w) of the first source (c < 8 / w) or of the second; kPackEven / kPackOdd hold
 // the lanes of (first source, second source) as 0..31 for w = 8, 4, 2, 1.
-template <typename V>
-DSK_GATE_FUSED_INLINE void pack_groups(V* a, V* b, int32_t count, bool top2, V& ga, V& gb) {
+// The tree is unrolled for each power of 2 (a loop with a run-time count keeps the states in
+// memory).
+template <int Count, typename V>
+DSK_GATE_FUSED_INLINE void pack_groups(V* a, V* b, bool top2, V& ga, V& gb) {
+  int32_t count = Count;
+#  pragma GCC unroll 4
   for (int32_t level = 0; level < 4; ++level) {
     const __m512i vx = _mm512_load_si512(kPackEven[level]);
     const __m512i vy = _mm512_load_si512(kPackOdd[level]);
     const int32_t out = count > 1 ? count / 2 : 1;
+#  pragma GCC unroll 8
     for (int32_t i = 0; i < out; ++i) {
       const int32_t i0 = count > 1 ? 2 * i : 0;
       const int32_t i1 = count > 1 ? 2 * i + 1 : 0;
@@ -430,6 +442,28 @@ DSK_GATE_FUSED_INLINE void pack_groups(V* a, V* b, int32_t count, bool top2, V& 
   }
   ga = a[0];
   gb = b[0];
+}
+
+// pack_groups for a run-time count (a power of 2, <= 16).
+template <typename V>
+DSK_GATE_FUSED_INLINE void pack_groups_any(V* a, V* b, int32_t count, bool top2, V& ga, V& gb) {
+  switch (count) {
+    case 1:
+      pack_groups<1>(a, b, top2, ga, gb);
+      break;
+    case 2:
+      pack_groups<2>(a, b, top2, ga, gb);
+      break;
+    case 4:
+      pack_groups<4>(a, b, top2, ga, gb);
+      break;
+    case 8:
+      pack_groups<8>(a, b, top2, ga, gb);
+      break;
+    default:
+      pack_groups<16>(a, b, top2, ga, gb);
+      break;
+  }
 }
 
 // Lane i ^ J of v (J = 1, 2, 4, 8).
@@ -485,17 +519,6 @@ DSK_GATE_FUSED_INLINE void rank32(const uint32_t* ck, __m512i c0, __m512i c1, in
   }
 }
 
-DSK_GATE_FUSED_INLINE void rank16(const uint32_t* ck, __m512i c0, int32_t count, __m512i& r0) {
-  const __m512i one = iset(1);
-  r0 = _mm512_setzero_si512();
-  for (int32_t j = 0; j < count; ++j) {
-    const __m512i bj = _mm512_set1_epi32(static_cast<int32_t>(ck[j]));
-    const auto le0 = static_cast<__mmask16>(j >= 15 ? 0xFFFFu : (2u << j) - 1u);
-    r0 = _mm512_mask_add_epi32(
-        r0, _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(c0, le0, c0, one)), r0, one);
-  }
-}
-
 // The two largest keys of each group (a multiset: a repeated maximum fills both; b only with
 // TOP2SUM) of the keys in key [E]: group g's in lane g of ga, gb.
 DSK_GATE_FUSED_INLINE void group_top2(const MoeGateRowPlan& p, const uint32_t* key, __m512i& ga,
@@ -519,7 +542,7 @@ DSK_GATE_FUSED_INLINE void group_top2(const MoeGateRowPlan& p, const uint32_t* k
       a[g] = _mm512_max_epu32(a[g], kv);
     }
   }
-  pack_groups(a, b, pow2, p.top2, ga, gb);
+  pack_groups_any(a, b, pow2, p.top2, ga, gb);
 }
 
 // The k first of the `count` (<= 32) candidates ck/ci (keys and indices in index order) in
@@ -531,7 +554,7 @@ DSK_GATE_FUSED_INLINE void rank_picks(const uint32_t* ck, const int32_t* ci, int
   alignas(64) int32_t rk[32];
   uint32_t below;
   if (count <= 16) {
-    rank16(ck, c0, count, r0);
+    r0 = rank16(ck, c0, count);
     _mm512_store_si512(rk, r0);
     below = _mm512_mask_cmplt_epi32_mask(lanes_from(0, count), r0, iset(static_cast<uint32_t>(k)));
   } else {
@@ -558,11 +581,7 @@ DSK_GATE_FUSED_INLINE uint32_t kept_groups(const MoeGateRowPlan& p, __m512i ga, 
   const auto gmask = static_cast<__mmask16>((1u << groups) - 1u);
   __m512i gk = ga;
   if (p.top2) gk = f_key(_mm512_add_ps(f_key_value(ga), f_key_value(gb)));
-  gk = _mm512_maskz_mov_epi32(gmask, gk);
-  alignas(64) uint32_t gks[16];
-  _mm512_store_si512(gks, gk);
-  __m512i rank;
-  rank16(gks, gk, groups, rank);
+  const __m512i rank = lane_ranks(_mm512_maskz_mov_epi32(gmask, gk), groups);
   return static_cast<uint32_t>(
       _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group))));
 }
@@ -763,7 +782,7 @@ DSK_GATE_FUSED_INLINE void group_top2_ps(const MoeGateRowPlan& p, const float* v
       a[g] = _mm512_max_ps(a[g], kv);
     }
   }
-  pack_groups(a, b, pow2, p.top2, ga, gb);
+  pack_groups_any(a, b, pow2, p.top2, ga, gb);
 }
 
 // group_top2_ps for G groups (a power of 2, <= 16) of VPG whole vectors each, held in registers
@@ -773,16 +792,18 @@ DSK_GATE_FUSED_INLINE void group_top2_fixed(const float* v, bool top2, __m512& g
   const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
   __m512 a[G];
   __m512 b[G];
+#  pragma GCC unroll 16
   for (int32_t g = 0; g < G; ++g) {
     a[g] = _mm512_load_ps(v + 16 * VPG * g);
     b[g] = ninf;
+#  pragma GCC unroll 16
     for (int32_t j = 1; j < VPG; ++j) {
       const __m512 kv = _mm512_load_ps(v + 16 * (VPG * g + j));
       if (top2) b[g] = _mm512_max_ps(b[g], _mm512_min_ps(a[g], kv));
       a[g] = _mm512_max_ps(a[g], kv);
     }
   }
-  pack_groups(a, b, G, top2, ga, gb);
+  pack_groups<G>(a, b, top2, ga, gb);
 }
 
 // Exact scores of the `count` experts listed in idx [count] (logits in, finite): s and the keys
@@ -1343,8 +1364,28 @@ __attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_sigmoid_approx(con
   }
 }
 
+namespace {
+
+// Up to 8 weights in 256-bit registers: a 256-bit division is one micro-operation where the
+// 512-bit one takes three (two on the shuffle port), and correctly rounded either way.
+__attribute__((target("avx512f,avx512vl"))) void finish_weights8(const float* w, int32_t k,
+                                                                 bool renormalize, float divisor,
+                                                                 float scale, float* out) {
+  const auto m = static_cast<__mmask8>((1u << k) - 1u);
+  __m256 v = _mm256_maskz_loadu_ps(m, w);
+  if (renormalize) v = _mm256_div_ps(v, _mm256_set1_ps(divisor));
+  _mm256_mask_storeu_ps(out, m, _mm256_mul_ps(v, _mm256_set1_ps(scale)));
+}
+
+}  // namespace
+
 DSK_GATE_AVX512 void moe_gate_finish_weights_avx512(const float* w, int32_t k, bool renormalize,
                                                     float divisor, float scale, float* out) {
+  static const bool have_vl = __builtin_cpu_supports("avx512vl");
+  if (k <= 8 && have_vl) {
+    finish_weights8(w, k, renormalize, divisor, scale, out);
+    return;
+  }
   const __mmask16 m = lanes_from(0, k);
   __m512 v = _mm512_maskz_loadu_ps(m, w);
   if (renormalize) v = _mm512_div_ps(v, vset(divisor));
