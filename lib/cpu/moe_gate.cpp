@@ -309,15 +309,31 @@ void fast_rows(const GateRun& r, const MoeGateRowPlan& plan, int64_t lo, int64_t
   uint32_t top_key[2][16];
   int32_t top_index[2][16];
   auto slot = [&](int64_t t) -> Slot& { return slots[static_cast<size_t>((t - lo) % 6)]; };
+  // Contiguous bf16 and f16 rows are widened by the first pass itself; other rows that are not
+  // contiguous aligned f32 are converted before it.
+  const Layout& lg = r.logits;
+  const bool widen_in_pass =
+      lg.strides[1] == 1 && (lg.dtype_id == DSK_DTYPE_BF16 || lg.dtype_id == DSK_DTYPE_F16);
+  auto row_in = [&](int64_t t, Slot& sl) {
+    MoeGateRowIn in{nullptr, DSK_DTYPE_F32, sl.x};
+    if (widen_in_pass) {
+      in.data = lg.data + t * lg.strides[0] * static_cast<int64_t>(lg.elem_size);
+      in.dtype = lg.dtype_id;
+    } else {
+      in.data = row_input(r, t, sl.x);
+    }
+    sl.in = in.f32();
+    return in;
+  };
   auto approx = [&](int64_t t) {  // rows t and t + 1
     Slot& a = slot(t);
-    a.in = row_input(r, t, a.x);
     if (t + 1 < hi) {
       Slot& b = slot(t + 1);
-      b.in = row_input(r, t + 1, b.x);
-      moe_gate_row_fast_approx2(plan, a.in, a.st, b.in, b.st);
+      const MoeGateRowIn rows[2] = {row_in(t, a), row_in(t + 1, b)};
+      MoeGateFastRow* st[2] = {&a.st, &b.st};
+      moe_gate_row_fast_approx2(plan, rows, st);
     } else {
-      moe_gate_row_fast_approx(plan, a.in, a.st);
+      moe_gate_row_fast_approx(plan, row_in(t, a), a.st);
     }
   };
   auto select = [&](int64_t t) {  // rows t and t + 1

@@ -16,6 +16,7 @@
 // the fused row's bit for bit.
 #include "common/moe_gate_row.h"
 #include "cpu/moe_gate_score.h"
+#include "dsk/dsk_dtype.h"
 #include "dsk/dsk_moe.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -833,12 +834,20 @@ DSK_GATE_FUSED_INLINE void exact_listed(const MoeGateRowPlan& p, const float* in
 
 namespace {
 
-// Pass 1 of R rows: e = det_exp(x - m) of every expert into st[r]->ua, the canonical sum into
-// st[r]->sum, and st[r]->bad when some x - m is outside [-87, 0] (a non-finite logit, or one so
-// far below the maximum that det_exp's general path would run): such rows take the exact row.
-// The operations and their order are moe_gate_row_score_avx512's (no FMA: kept out of the
-// approximation's function). The rows' operations are interleaved: one row's 4 (V2-Lite) to 10
-// (V2) exp chains are too few to keep the vector units busy, two rows' are enough.
+// 16 logits from vector v of a row in dtype D (DSK_DTYPE_F32, _BF16 or _F16; contiguous) as
+// f32; bf16 and f16 ones are widened (exactly) and also stored into x, where the later phases
+// read them.
+template <int D>
+DSK_GATE_FUSED_INLINE __m512 load_logits16(const void* src, int32_t v, float* x) {
+  if (D == DSK_DTYPE_F32) return _mm512_loadu_ps(static_cast<const float*>(src) + 16 * v);
+  const __m256i h = _mm256_loadu_si256(static_cast<const __m256i*>(src) + v);
+  const __m512 f = D == DSK_DTYPE_BF16
+                       ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                       : _mm512_cvtph_ps(h);
+  _mm512_store_ps(x + 16 * v, f);
+  return f;
+}
+
 // e = det_exp(x - m) of 16 logits into out, added to the partial sums; clears the lanes of ok
 // whose x - m is below -87 or NaN.
 DSK_GATE_FUSED_INLINE void softmax_exp16(const float* in, __m512 vmx, __mmask16& ok, __m512& part,
@@ -850,14 +859,28 @@ DSK_GATE_FUSED_INLINE void softmax_exp16(const float* in, __m512 vmx, __mmask16&
   _mm512_store_ps(out, ev);
 }
 
-template <int R>
-DSK_GATE_FUSED_INLINE void softmax_fast_pass(const MoeGateRowPlan& p, const float* const* in,
+// Pass 1 of R rows: e = det_exp(x - m) of every expert into st[r]->ua, the canonical sum into
+// st[r]->sum, and st[r]->bad when some x - m is outside [-87, 0] (a non-finite logit, or one so
+// far below the maximum that det_exp's general path would run): such rows take the exact row.
+// The operations and their order are moe_gate_row_score_avx512's (no FMA: kept out of the
+// approximation's function). The rows' operations are interleaved: one row's 4 (V2-Lite) to 10
+// (V2) exp chains are too few to keep the vector units busy, two rows' are enough.
+template <int R, int D>
+DSK_GATE_FUSED_INLINE void softmax_fast_pass(const MoeGateRowPlan& p, const MoeGateRowIn* rows,
                                              MoeGateFastRow* const* st) {
   const int32_t nv = p.num_experts / 16;
   __m512 vm[R];
-  for (int r = 0; r < R; ++r) vm[r] = _mm512_castsi512_ps(iset(0xFF800000u));
+  const void* src[R];
+  float* x[R];
+  const float* in[R];
+  for (int r = 0; r < R; ++r) {
+    vm[r] = _mm512_castsi512_ps(iset(0xFF800000u));
+    src[r] = rows[r].data;
+    x[r] = rows[r].x;
+    in[r] = D == DSK_DTYPE_F32 ? static_cast<const float*>(src[r]) : x[r];
+  }
   for (int32_t v = 0; v < nv; ++v) {
-    for (int r = 0; r < R; ++r) vm[r] = _mm512_max_ps(vm[r], _mm512_loadu_ps(in[r] + 16 * v));
+    for (int r = 0; r < R; ++r) vm[r] = _mm512_max_ps(vm[r], load_logits16<D>(src[r], v, x[r]));
   }
   __m512 vmx[R];
   for (int r = 0; r < R; ++r) {
@@ -897,17 +920,25 @@ DSK_GATE_FUSED_INLINE void softmax_fast_pass(const MoeGateRowPlan& p, const floa
   }
 }
 
-__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_pass1(const MoeGateRowPlan& p,
-                                                                 const float* in,
-                                                                 MoeGateFastRow& st) {
-  MoeGateFastRow* sts[1] = {&st};
-  softmax_fast_pass<1>(p, &in, sts);
+// One function for each row count and dtype.
+template <int R, int D>
+__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_pass_of(const MoeGateRowPlan& p,
+                                                                   const MoeGateRowIn* rows,
+                                                                   MoeGateFastRow* const* st) {
+  softmax_fast_pass<R, D>(p, rows, st);
 }
 
-__attribute__((noinline)) DSK_GATE_FUSED void softmax_fast_pass2(const MoeGateRowPlan& p,
-                                                                 const float* const* in,
-                                                                 MoeGateFastRow* const* st) {
-  softmax_fast_pass<2>(p, in, st);
+// softmax_fast_pass for R rows of one dtype.
+template <int R>
+inline void softmax_fast_pass_any(const MoeGateRowPlan& p, const MoeGateRowIn* rows,
+                                  MoeGateFastRow* const* st) {
+  if (rows[0].dtype == DSK_DTYPE_BF16) {
+    softmax_fast_pass_of<R, DSK_DTYPE_BF16>(p, rows, st);
+  } else if (rows[0].dtype == DSK_DTYPE_F16) {
+    softmax_fast_pass_of<R, DSK_DTYPE_F16>(p, rows, st);
+  } else {
+    softmax_fast_pass_of<R, DSK_DTYPE_F32>(p, rows, st);
+  }
 }
 
 // Descending bitonic sort of the 16 unsigned lanes of each of v [0, R) (sort16_desc, the R
@@ -1030,21 +1061,22 @@ DSK_GATE_FUSED_INLINE void softmax_listed(const MoeGateFastRow& st, float* cs, u
 
 }  // namespace
 
-// Pass 1 of the fast row: u = fl(sigmoid_approx(x) + b) of every expert into st.ua, and whether
-// some logit is not finite. Kept out of the exact code's functions: only this approximation is
-// built with FMA (its bound is measured on this very code), the exact operations never are.
-__attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
-    const MoeGateRowPlan& p, const float* in, MoeGateFastRow& st) {
-  if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
-    softmax_fast_pass1(p, in, st);
-    return;
-  }
+namespace {
+
+// Pass 1 of the fast sigmoid row: u = fl(sigmoid_approx(x) + b) of every expert into st.ua, and
+// whether some logit is not finite. Kept out of the exact code's functions: only this
+// approximation is built with FMA (its bound is measured on this very code), the exact
+// operations never are.
+template <int D>
+__attribute__((target("avx512f,avx512dq,popcnt,bmi,bmi2,fma"))) inline
+    __attribute__((always_inline)) void
+    sigmoid_fast_approx(const MoeGateRowPlan& p, const MoeGateRowIn& row, MoeGateFastRow& st) {
   const int32_t nv = p.num_experts / 16;
   // x * 0 + acc stays +-0 for finite x and turns NaN for a NaN or an infinity: one FMA a vector
   // instead of a classification and a mask transfer.
   __m512 acc = _mm512_setzero_ps();
   for (int32_t v = 0; v < nv; ++v) {
-    const __m512 x = _mm512_loadu_ps(in + 16 * v);
+    const __m512 x = load_logits16<D>(row.data, v, row.x);
     acc = _mm512_fmadd_ps(x, _mm512_setzero_ps(), acc);
     _mm512_store_ps(st.ua + 16 * v,
                     _mm512_add_ps(avx512::sigmoid_approx(x), _mm512_load_ps(p.bias + 16 * v)));
@@ -1052,16 +1084,30 @@ __attribute__((target("avx512f,avx512dq,fma"))) void moe_gate_row_fast_approx(
   st.bad = _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q) != 0;
 }
 
-void moe_gate_row_fast_approx2(const MoeGateRowPlan& p, const float* in0, MoeGateFastRow& st0,
-                               const float* in1, MoeGateFastRow& st1) {
+}  // namespace
+
+__attribute__((target("avx512f,avx512dq,popcnt,bmi,bmi2,fma"))) void moe_gate_row_fast_approx(
+    const MoeGateRowPlan& p, const MoeGateRowIn& row, MoeGateFastRow& st) {
   if (p.score_func == DSK_MOE_SCORE_SOFTMAX) {
-    const float* in[2] = {in0, in1};
-    MoeGateFastRow* st[2] = {&st0, &st1};
-    softmax_fast_pass2(p, in, st);
+    MoeGateFastRow* sts[1] = {&st};
+    softmax_fast_pass_any<1>(p, &row, sts);
+  } else if (row.dtype == DSK_DTYPE_BF16) {
+    sigmoid_fast_approx<DSK_DTYPE_BF16>(p, row, st);
+  } else if (row.dtype == DSK_DTYPE_F16) {
+    sigmoid_fast_approx<DSK_DTYPE_F16>(p, row, st);
+  } else {
+    sigmoid_fast_approx<DSK_DTYPE_F32>(p, row, st);
+  }
+}
+
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& p, const MoeGateRowIn* rows,
+                               MoeGateFastRow* const* st) {
+  if (p.score_func == DSK_MOE_SCORE_SOFTMAX && rows[0].dtype == rows[1].dtype) {
+    softmax_fast_pass_any<2>(p, rows, st);
     return;
   }
-  moe_gate_row_fast_approx(p, in0, st0);
-  moe_gate_row_fast_approx(p, in1, st1);
+  moe_gate_row_fast_approx(p, rows[0], *st[0]);
+  moe_gate_row_fast_approx(p, rows[1], *st[1]);
 }
 
 namespace {
@@ -1344,7 +1390,7 @@ DSK_GATE_FUSED void moe_gate_row_fast_finish2(const MoeGateRowPlan& p, const flo
 bool moe_gate_row_fast_avx512(const MoeGateRowPlan& plan, const float* in, float* s,
                               uint32_t* /*key*/, uint32_t* top_key, int32_t* top_index) {
   MoeGateFastRow st;
-  moe_gate_row_fast_approx(plan, in, st);
+  moe_gate_row_fast_approx(plan, MoeGateRowIn{in, DSK_DTYPE_F32, nullptr}, st);
   if (!moe_gate_row_fast_select(plan, in, st)) return false;
   moe_gate_row_fast_finish(plan, in, st, s, top_key, top_index);
   return true;
@@ -1451,15 +1497,15 @@ bool moe_gate_row_fast_avx512(const MoeGateRowPlan& /*plan*/, const float* /*in*
   return false;
 }
 
-void moe_gate_row_fast_approx(const MoeGateRowPlan& /*plan*/, const float* /*in*/,
+void moe_gate_row_fast_approx(const MoeGateRowPlan& /*plan*/, const MoeGateRowIn& /*row*/,
                               MoeGateFastRow& st) {
   st.bad = true;
 }
 
-void moe_gate_row_fast_approx2(const MoeGateRowPlan& /*plan*/, const float* /*in0*/,
-                               MoeGateFastRow& st0, const float* /*in1*/, MoeGateFastRow& st1) {
-  st0.bad = true;
-  st1.bad = true;
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& /*plan*/, const MoeGateRowIn* /*rows*/,
+                               MoeGateFastRow* const* st) {
+  st[0]->bad = true;
+  st[1]->bad = true;
 }
 
 bool moe_gate_row_fast_select(const MoeGateRowPlan& /*plan*/, const float* /*in*/,

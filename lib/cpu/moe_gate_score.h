@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "dsk/dsk_dtype.h"
+
 namespace dsk {
 namespace cpu {
 
@@ -185,11 +187,31 @@ struct MoeGateFastRow {
   int32_t count;
   bool bad;  // a non-finite logit (softmax: or x - m < -87)
 };
+// A row's logits for the first pass: contiguous f32 (4-byte aligned) read in place, or
+// contiguous bf16 / f16 widened on the way into x, which the later phases then read (f32()).
+struct MoeGateRowIn {
+  const void* data;
+  int32_t dtype;  // DSK_DTYPE_F32, DSK_DTYPE_BF16 or DSK_DTYPE_F16
+  float* x;       // [256], 64-byte aligned (bf16 and f16 only)
+  const float* f32() const { return dtype == DSK_DTYPE_F32 ? static_cast<const float*>(data) : x; }
+};
 // Pass 1 (u of every expert); then select (false: the exact row must run), then finish.
-void moe_gate_row_fast_approx(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
-// Pass 1 of two rows at once (softmax rows interleave their operations; same results).
-void moe_gate_row_fast_approx2(const MoeGateRowPlan& plan, const float* in0, MoeGateFastRow& st0,
-                               const float* in1, MoeGateFastRow& st1);
+void moe_gate_row_fast_approx(const MoeGateRowPlan& plan, const MoeGateRowIn& row,
+                              MoeGateFastRow& st);
+inline void moe_gate_row_fast_approx(const MoeGateRowPlan& plan, const float* in,
+                                     MoeGateFastRow& st) {
+  moe_gate_row_fast_approx(plan, MoeGateRowIn{in, DSK_DTYPE_F32, nullptr}, st);
+}
+// Pass 1 of two rows at once (rows [2], st [2]; softmax rows of one dtype interleave their
+// operations; the same results).
+void moe_gate_row_fast_approx2(const MoeGateRowPlan& plan, const MoeGateRowIn* rows,
+                               MoeGateFastRow* const* st);
+inline void moe_gate_row_fast_approx2(const MoeGateRowPlan& plan, const float* in0,
+                                      MoeGateFastRow& st0, const float* in1, MoeGateFastRow& st1) {
+  const MoeGateRowIn rows[2] = {{in0, DSK_DTYPE_F32, nullptr}, {in1, DSK_DTYPE_F32, nullptr}};
+  MoeGateFastRow* st[2] = {&st0, &st1};
+  moe_gate_row_fast_approx2(plan, rows, st);
+}
 bool moe_gate_row_fast_select(const MoeGateRowPlan& plan, const float* in, MoeGateFastRow& st);
 // The select phase of two rows at once (ok[2]: their results; softmax rows interleave their
 // operations; the same results as one row at a time).

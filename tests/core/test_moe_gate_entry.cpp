@@ -70,6 +70,25 @@ struct Config {
   }
 };
 
+Config cfg(int32_t e, int32_t k, int32_t g, int32_t tg, int32_t score, int32_t top2, int32_t renorm,
+           float scale) {
+  Config c;
+  c.e = e;
+  c.k = k;
+  c.groups = g;
+  c.topk_group = tg;
+  c.score = score;
+  c.top2sum = top2;
+  c.renorm = renorm;
+  c.scale = scale;
+  return c;
+}
+
+// DeepSeek's shipped configs.
+Config v3_config() { return cfg(256, 8, 8, 4, DSK_MOE_SCORE_SIGMOID, 1, 1, 2.5f); }
+Config v2_config() { return cfg(160, 6, 8, 3, DSK_MOE_SCORE_SOFTMAX, 0, 0, 16.0f); }
+Config v2_lite_config() { return cfg(64, 6, 1, 1, DSK_MOE_SCORE_SOFTMAX, 0, 0, 1.0f); }
+
 // Host DLTensor over caller-owned memory with explicit strides.
 struct HostTensor {
   std::vector<int64_t> shape;
@@ -542,23 +561,10 @@ TEST_SUITE("moe_gate") {
       Config c;
       bool bias;
     };
-    auto cfg = [](int32_t e, int32_t k, int32_t g, int32_t tg, int32_t score, int32_t top2,
-                  int32_t renorm, float scale) {
-      Config c;
-      c.e = e;
-      c.k = k;
-      c.groups = g;
-      c.topk_group = tg;
-      c.score = score;
-      c.top2sum = top2;
-      c.renorm = renorm;
-      c.scale = scale;
-      return c;
-    };
     const Case cases[] = {
-        {"V2-Lite", cfg(64, 6, 1, 1, DSK_MOE_SCORE_SOFTMAX, 0, 0, 1.0f), false},
-        {"V2", cfg(160, 6, 8, 3, DSK_MOE_SCORE_SOFTMAX, 0, 0, 16.0f), false},
-        {"V3", cfg(256, 8, 8, 4, DSK_MOE_SCORE_SIGMOID, 1, 1, 2.5f), true},
+        {"V2-Lite", v2_lite_config(), false},
+        {"V2", v2_config(), false},
+        {"V3", v3_config(), true},
         {"384/1", cfg(384, 8, 1, 1, DSK_MOE_SCORE_SIGMOID, 0, 1, 1.0f), true},
         {"256/16/8/16", cfg(256, 16, 16, 8, DSK_MOE_SCORE_SIGMOID, 1, 1, 2.5f), true},
         {"none 40/20/5", cfg(40, 5, 20, 5, DSK_MOE_SCORE_NONE, 1, 1, 1.5f), true},
@@ -599,15 +605,7 @@ TEST_SUITE("moe_gate") {
   }
 
   TEST_CASE("moe gate: the result does not depend on the thread count or on T") {
-    Config c;
-    c.e = 256;
-    c.k = 8;
-    c.groups = 8;
-    c.topk_group = 4;
-    c.score = DSK_MOE_SCORE_SIGMOID;
-    c.top2sum = 1;
-    c.renorm = 1;
-    c.scale = 2.5f;
+    const Config c = v3_config();
     std::mt19937 rng(7);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     const int64_t t = 600;
@@ -829,90 +827,94 @@ TEST_SUITE("moe_gate") {
 }
 
 TEST_SUITE("moe_gate") {
-  TEST_CASE("moe gate: V3 through the fast sigmoid row equals a naive selection, any T") {
-    // The V3 config takes the fast row (lib/cpu/moe_gate_score.h) wherever the CPU has it; its
-    // rows are pipelined three deep, so T = 0, 1, 2, 3 and a large T, rows the fast row hands
-    // to the exact row (NaN, inf, ties) between ordinary ones, and 1 or 2 threads all go
-    // through the public entry and must give the naive selection's bits.
-    Config c;
-    c.e = 256;
-    c.k = 8;
-    c.groups = 8;
-    c.topk_group = 4;
-    c.score = DSK_MOE_SCORE_SIGMOID;
-    c.top2sum = 1;
-    c.renorm = 1;
-    c.scale = 2.5f;
+  TEST_CASE("moe gate: the fast rows (V3, V2, V2-Lite) equal a naive selection, any T") {
+    // These configs take the fast rows (lib/cpu/moe_gate_score.h) wherever the CPU has them;
+    // rows go in pairs, pipelined three pairs deep, so T = 0, 1, 2, 3 and a large odd T, rows
+    // the fast row hands to the exact row (NaN, inf, ties, extremes) between ordinary ones, and
+    // 1 or 2 threads all go through the public entry and must give the naive selection's bits.
     std::mt19937 rng(65536);
     std::normal_distribution<float> unit(0.0f, 1.0f);
-    std::vector<float> bias(static_cast<size_t>(c.e));
-    for (float& b : bias) b = 0.05f * unit(rng);
     const char* old = std::getenv("DSK_NUM_THREADS");
     const std::string saved = old != nullptr ? old : "";
-    for (const int64_t t : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, int64_t{65536}}) {
-      std::vector<float> lg(static_cast<size_t>(t * c.e));
-      for (int64_t r = 0; r < t; ++r) {
-        float* row = lg.data() + r * c.e;
-        const int kind = static_cast<int>(r % 7);
-        for (int32_t e = 0; e < c.e; ++e) {
-          float v = unit(rng);
-          if (kind == 1) v *= 2.0f;                         // N(0, 4)
-          if (kind == 2) v = dsk::moe::gate_round_bf16(v);  // the bf16 grid
-          if (kind == 3) v = std::round(v * 2.0f) / 2.0f;   // ties
-          if (kind == 4) v *= 100.0f;                       // extreme
-          row[e] = v;
+    for (const Config& c : {v3_config(), v2_config(), v2_lite_config()}) {
+      const std::string name = "E " + std::to_string(c.e) + ": ";
+      std::vector<float> bias;
+      if (c.score == DSK_MOE_SCORE_SIGMOID) {
+        bias.resize(static_cast<size_t>(c.e));
+        for (float& b : bias) b = 0.05f * unit(rng);
+      }
+      for (const int64_t t : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, int64_t{20001}}) {
+        std::vector<float> lg(static_cast<size_t>(t * c.e));
+        for (int64_t r = 0; r < t; ++r) {
+          float* row = lg.data() + r * c.e;
+          const int kind = static_cast<int>(r % 7);
+          for (int32_t e = 0; e < c.e; ++e) {
+            float v = unit(rng);
+            if (kind == 1) v *= 2.0f;                         // N(0, 4)
+            if (kind == 2) v = dsk::moe::gate_round_bf16(v);  // the bf16 grid
+            if (kind == 3) v = std::round(v * 2.0f) / 2.0f;   // ties
+            if (kind == 4) v *= 100.0f;                       // extreme
+            row[e] = v;
+          }
+          if (kind == 5) row[rng() % static_cast<uint32_t>(c.e)] = (r / 7) % 2 ? kNaN : kInf;
+          if (kind == 6 && (r / 7) % 3 == 0) {
+            for (int32_t e = 0; e < c.e; ++e) row[e] = kNaN;
+          }
         }
-        if (kind == 5) row[rng() % 256] = (r / 7) % 2 ? kNaN : kInf;
-        if (kind == 6 && (r / 7) % 3 == 0) {
-          for (int32_t e = 0; e < c.e; ++e) row[e] = kNaN;
+        const Result want = naive(c, lg, bias);
+        for (const char* threads : {"1", "2"}) {
+          setenv("DSK_NUM_THREADS", threads, 1);
+          check_same(run(c, lg, bias), want,
+                     name + "T " + std::to_string(t) + ", " + threads + " thread(s)");
+          // Equal biases (ties between experts with equal logits) and no bias.
+          if (t <= 3 && !bias.empty()) {
+            const std::vector<float> flat(static_cast<size_t>(c.e), 0.125f);
+            check_same(run(c, lg, flat), naive(c, lg, flat), name + "equal biases");
+            check_same(run(c, lg), naive(c, lg, {}), name + "no bias");
+          }
         }
       }
-      const Result want = naive(c, lg, bias);
-      for (const char* threads : {"1", "2"}) {
-        setenv("DSK_NUM_THREADS", threads, 1);
-        check_same(run(c, lg, bias), want,
-                   "T " + std::to_string(t) + ", " + threads + " thread(s)");
-        // Equal biases (ties between experts with equal logits) and no bias.
-        if (t <= 3) {
-          const std::vector<float> flat(static_cast<size_t>(c.e), 0.125f);
-          check_same(run(c, lg, flat), naive(c, lg, flat), "equal biases");
-          check_same(run(c, lg), naive(c, lg, {}), "no bias");
-        }
+      if (old != nullptr) {
+        setenv("DSK_NUM_THREADS", saved.c_str(), 1);
+      } else {
+        unsetenv("DSK_NUM_THREADS");
       }
-    }
-    if (old != nullptr) {
-      setenv("DSK_NUM_THREADS", saved.c_str(), 1);
-    } else {
-      unsetenv("DSK_NUM_THREADS");
-    }
 
-    // bf16 logits (widened row by row before the fast row) and weights with a column stride of
-    // 2 (the scalar weight loop) give the bits of f32 logits holding the same values.
-    const int64_t t = 333;
-    std::vector<float> lg(static_cast<size_t>(t * c.e));
-    std::vector<uint16_t> lg16(lg.size());
-    for (size_t i = 0; i < lg.size(); ++i) {
-      lg16[i] = dsk::f32_to_bf16(2.0f * unit(rng));
-      lg[i] = dsk::bf16_to_f32(lg16[i]);
+      // bf16 and f16 logits (widened by the fast rows' first pass) and weights with a column
+      // stride of 2 (the scalar weight loop) give the bits of f32 logits holding the same
+      // values; every 5th row holds a NaN or an infinity.
+      const int64_t t = 333;
+      for (const DLDataType dt : {kBF16, kF16}) {
+        std::vector<float> lg(static_cast<size_t>(t * c.e));
+        std::vector<uint16_t> lg16(lg.size());
+        for (size_t i = 0; i < lg.size(); ++i) {
+          float v = 2.0f * unit(rng);
+          if (i % static_cast<size_t>(5 * c.e) == 7) v = i % 2 ? kNaN : -kInf;
+          lg16[i] = dt.code == kDLBfloat ? dsk::f32_to_bf16(v) : dsk::f32_to_f16(v);
+          lg[i] = dt.code == kDLBfloat ? dsk::bf16_to_f32(lg16[i]) : dsk::f16_to_f32(lg16[i]);
+        }
+        const std::string what = name + (dt.code == kDLBfloat ? "bf16" : "f16") + " logits";
+        const Result want = naive(c, lg, bias);
+        check_same(run(c, lg, bias), want, what + ", f32 copy");
+        std::vector<int32_t> ids(static_cast<size_t>(t * c.k), -7);
+        std::vector<float> w(static_cast<size_t>(2 * t * c.k), -7.0f);
+        std::vector<uint8_t> flags(static_cast<size_t>(t), 0xEE);
+        std::vector<float> b = bias;
+        HostTensor lt(lg16.data(), dt, {t, c.e}, {c.e, 1});
+        HostTensor bt(b.data(), kF32, {c.e}, {1});
+        HostTensor it(ids.data(), kI32, {t, c.k}, {c.k, 1});
+        HostTensor wt(w.data(), kF32, {t, c.k}, {2 * c.k, 2});
+        HostTensor ft(flags.data(), kU8, {t}, {1});
+        const dsk_moe_gate_params p = c.params();
+        dsk_exec ex{};
+        require_ok(dsk::cpu::moe_gate(&ex, &p, lt.dl(), b.empty() ? nullptr : bt.dl(), it.dl(),
+                                      wt.dl(), ft.dl()));
+        Result got;
+        got.ids.assign(ids.begin(), ids.end());
+        for (int64_t i = 0; i < t * c.k; ++i) got.weights.push_back(w[static_cast<size_t>(2 * i)]);
+        got.flags = flags;
+        check_same(got, want, what + ", strided weights");
+      }
     }
-    const Result want = naive(c, lg, bias);
-    check_same(run(c, lg, bias), want, "f32 logits on the bf16 grid");
-    std::vector<int32_t> ids(static_cast<size_t>(t * c.k), -7);
-    std::vector<float> w(static_cast<size_t>(2 * t * c.k), -7.0f);
-    std::vector<uint8_t> flags(static_cast<size_t>(t), 0xEE);
-    std::vector<float> b = bias;
-    HostTensor lt(lg16.data(), kBF16, {t, c.e}, {c.e, 1});
-    HostTensor bt(b.data(), kF32, {c.e}, {1});
-    HostTensor it(ids.data(), kI32, {t, c.k}, {c.k, 1});
-    HostTensor wt(w.data(), kF32, {t, c.k}, {2 * c.k, 2});
-    HostTensor ft(flags.data(), kU8, {t}, {1});
-    const dsk_moe_gate_params p = c.params();
-    dsk_exec ex{};
-    require_ok(dsk::cpu::moe_gate(&ex, &p, lt.dl(), bt.dl(), it.dl(), wt.dl(), ft.dl()));
-    Result got;
-    got.ids.assign(ids.begin(), ids.end());
-    for (int64_t i = 0; i < t * c.k; ++i) got.weights.push_back(w[static_cast<size_t>(2 * i)]);
-    got.flags = flags;
-    check_same(got, want, "bf16 logits, strided weights");
   }
 }
