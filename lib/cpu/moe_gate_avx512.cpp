@@ -418,11 +418,11 @@ DSK_GATE_FUSED_INLINE __m512 pick2(__m512 x, __m512i idx, __m512 y) {
 // the lanes of (first source, second source) as 0..31 for w = 8, 4, 2, 1.
 // The tree is unrolled for each power of 2 (a loop with a run-time count keeps the states in
 // memory).
-template <int Count, typename V>
+template <int Count, int Levels = 4, typename V>
 DSK_GATE_FUSED_INLINE void pack_groups(V* a, V* b, bool top2, V& ga, V& gb) {
   int32_t count = Count;
 #  pragma GCC unroll 4
-  for (int32_t level = 0; level < 4; ++level) {
+  for (int32_t level = 0; level < Levels; ++level) {
     const __m512i vx = _mm512_load_si512(kPackEven[level]);
     const __m512i vy = _mm512_load_si512(kPackOdd[level]);
     const int32_t out = count > 1 ? count / 2 : 1;
@@ -1112,6 +1112,75 @@ void moe_gate_row_fast_approx2(const MoeGateRowPlan& p, const MoeGateRowIn* rows
 
 namespace {
 
+// V3's group stage from u for a pair of rows (8 groups of 32 each): each row's per-lane top-2
+// states go through the first three levels of the packing tree alone; the last level merges the
+// two rows (row r's group g in lane 8 r + g of ga2, gb2), so that the group scores, their ranks
+// within each half and the boundary masks come from one set of vectors. Gives what the one-row
+// code gives each row: ga[r], gb[r] (group g in lane g), kept_bits[r] and open[r] (the gap test
+// failed: the exact group stage must decide).
+DSK_GATE_FUSED_INLINE void v3_pair_groups(const MoeGateRowPlan& p, MoeGateFastRow* const* st,
+                                          __m512* ga, __m512* gb, uint32_t* kept_bits, bool* open) {
+  const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
+  __m512 half_a[2];
+  __m512 half_b[2];
+  for (int r = 0; r < 2; ++r) {
+    __m512 a[8];
+    __m512 b[8];
+#  pragma GCC unroll 8
+    for (int32_t g = 0; g < 8; ++g) {
+      const __m512 v0 = _mm512_load_ps(st[r]->ua + 32 * g);
+      const __m512 v1 = _mm512_load_ps(st[r]->ua + 32 * g + 16);
+      a[g] = _mm512_max_ps(v0, v1);
+      b[g] = p.top2 ? _mm512_min_ps(v0, v1) : ninf;
+    }
+    pack_groups<8, 3>(a, b, p.top2, half_a[r], half_b[r]);
+  }
+  const __m512i vx = _mm512_load_si512(kPackEven[3]);
+  const __m512i vy = _mm512_load_si512(kPackOdd[3]);
+  const __m512 xa = _mm512_permutex2var_ps(half_a[0], vx, half_a[1]);
+  const __m512 ya = _mm512_permutex2var_ps(half_a[0], vy, half_a[1]);
+  const __m512 ga2 = _mm512_max_ps(xa, ya);
+  __m512 gb2 = ninf;
+  if (p.top2) {
+    const __m512 xb = _mm512_permutex2var_ps(half_b[0], vx, half_b[1]);
+    const __m512 yb = _mm512_permutex2var_ps(half_b[0], vy, half_b[1]);
+    gb2 = _mm512_max_ps(_mm512_min_ps(xa, ya), _mm512_max_ps(xb, yb));
+  }
+  const __m512 gv2 = p.top2 ? _mm512_add_ps(ga2, gb2) : ga2;
+  const __m512i gkey2 = f_key(gv2);
+  // rank16 within each half: lane 8 h + i counts the j of its half with key_j >= key_i + [i <= j].
+  const __m512i one = iset(1);
+  const __m512i half_base = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i rank2 = _mm512_setzero_si512();
+#  pragma GCC unroll 8
+  for (int32_t j = 0; j < 8; ++j) {
+    const __m512i bj = _mm512_permutexvar_epi32(
+        _mm512_add_epi32(half_base, iset(static_cast<uint32_t>(j))), gkey2);
+    const uint32_t le = (2u << j) - 1u;
+    const auto le2 = static_cast<__mmask16>(le | (le << 8));
+    rank2 = _mm512_mask_add_epi32(
+        rank2, _mm512_cmpge_epu32_mask(bj, _mm512_mask_add_epi32(gkey2, le2, gkey2, one)), rank2,
+        one);
+  }
+  const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
+  const __mmask16 kept2 = _mm512_cmplt_epi32_mask(rank2, tgv);
+  const __mmask16 last2 = _mm512_cmpeq_epi32_mask(rank2, _mm512_sub_epi32(tgv, one));
+  const __mmask16 first2 = _mm512_cmpeq_epi32_mask(rank2, tgv);
+  for (int r = 0; r < 2; ++r) {
+    const auto half = static_cast<__mmask16>(r == 0 ? 0x00FFu : 0xFF00u);
+    const double gap =
+        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last2 & half, gv2))) -
+        static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first2 & half, gv2)));
+    open[r] = !(gap > 2.5 * static_cast<double>(p.fast_margin));
+  }
+  kept_bits[0] = kept2 & 0xFFu;
+  kept_bits[1] = (static_cast<uint32_t>(kept2) >> 8) & 0xFFu;
+  ga[0] = ga2;
+  gb[0] = gb2;
+  ga[1] = _mm512_shuffle_f32x4(ga2, ga2, _MM_SHUFFLE(3, 2, 3, 2));
+  gb[1] = _mm512_shuffle_f32x4(gb2, gb2, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
 // The exact group stage of a sigmoid row whose groups the approximation could not separate:
 // R = the 2nd largest (TOP2SUM) or the largest u of the group (gb / ga, group g's in lane g); the
 // candidates u >= fl(R - D) are listed and scored exactly, and each group's two largest exact
@@ -1187,8 +1256,13 @@ DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const fl
     // topk_group-th largest G exceeds the next by more than 2.5 D (in double, exact to far below
     // 0.5 D), every kept group's S exceeds every other group's S: the exact stage keeps the same
     // groups, without a tie.
-    for (int r = 0; r < R; ++r) {
-      if (p.groups == 8 && p.group_size == 32) {  // V3
+    const bool v3 = p.groups == 8 && p.group_size == 32;
+    bool open[R];
+    if (R == 2 && v3) {
+      v3_pair_groups(p, st, ga, gb, kept_bits, open);
+    }
+    for (int r = 0; r < R && !(R == 2 && v3); ++r) {
+      if (v3) {
         group_top2_fixed<8, 2>(st[r]->ua, p.top2, ga[r], gb[r]);
       } else {
         group_top2_ps(p, st[r]->ua, ga[r], gb[r]);
@@ -1196,8 +1270,7 @@ DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const fl
     }
     const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
     const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
-    bool open[R];
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R && !(R == 2 && v3); ++r) {
       const __m512 gv = p.top2 ? _mm512_add_ps(ga[r], gb[r]) : ga[r];
       const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
       // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of
