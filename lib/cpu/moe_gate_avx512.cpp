@@ -5,14 +5,17 @@
 // Bitwise equal to the scalar versions in moe_gate.cpp: per element, every operation of det_exp,
 // det_sigmoid, the bf16 rounding, the bias addition and gate_key is done in the same order with
 // the same IEEE operation (vmulps, vaddps, vsubps, vdivps are correctly rounded like their scalar
-// forms; no FMA: the target below does not enable it and lib/ is built with -ffp-contract=off).
+// forms; lib/ is built with -ffp-contract=off, so the compiler fuses nothing; the one FMA, in
+// det_exp's argument reduction, fuses an exact product with an exact difference, see
+// detmath_avx512.h).
 // Out-of-range exp arguments are computed on 0 and replaced afterwards, as det_exp's early returns
 // do. Across elements only exact operations are used (max, comparisons, counts); the softmax sum
 // is the shared canonical one. Every function that uses AVX-512 carries the target attribute and
 // is only called after moe_gate_have_avx512().
 //
-// The fast sigmoid row at the end (moe_gate_row_fast_*; method and proof in moe_gate_score.h)
-// computes exact scores only for the experts an approximation cannot rule out; its picks are
+// The fast rows at the end (moe_gate_row_fast_*; method and proof in moe_gate_score.h) compute
+// exact scores only for the experts that can still be picked (sigmoid: those an approximation
+// cannot rule out; softmax: those whose exp is close enough to the k-th largest); their picks are
 // the fused row's bit for bit.
 #include "common/moe_gate_row.h"
 #include "cpu/moe_gate_score.h"
@@ -633,7 +636,9 @@ bool moe_gate_row_plan_init(MoeGateRowPlan& plan, int32_t num_experts, int32_t t
   bool bias_ok = true;
   for (int32_t e = 0; e < 256; ++e) {
     plan.bias[e] = bias != nullptr && e < num_experts ? bias[e] : 0.0f;
-    plan.gid[e] = e < num_experts ? e / plan.group_size : 0;
+    // Without a group stage every expert is in group 0: the fast rows' kept masks test bit
+    // gid of the kept groups, and G may exceed 16 when topk_group == G.
+    plan.gid[e] = plan.grouped && e < num_experts ? e / plan.group_size : 0;
     const float ab = plan.bias[e] < 0.0f ? -plan.bias[e] : plan.bias[e];
     bias_ok = bias_ok && ab <= kMoeGateFastMaxBias;  // false for NaN
     maxb = ab > maxb ? ab : maxb;
@@ -862,7 +867,7 @@ DSK_GATE_FUSED_INLINE void softmax_exp16(const float* in, __m512 vmx, __mmask16&
 // Pass 1 of R rows: e = det_exp(x - m) of every expert into st[r]->ua, the canonical sum into
 // st[r]->sum, and st[r]->bad when some x - m is outside [-87, 0] (a non-finite logit, or one so
 // far below the maximum that det_exp's general path would run): such rows take the exact row.
-// The operations and their order are moe_gate_row_score_avx512's (no FMA: kept out of the
+// The operations and their order are moe_gate_row_score_avx512's (kept out of the
 // approximation's function). The rows' operations are interleaved: one row's 4 (V2-Lite) to 10
 // (V2) exp chains are too few to keep the vector units busy, two rows' are enough.
 template <int R, int D>

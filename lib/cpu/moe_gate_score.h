@@ -39,7 +39,8 @@ void moe_gate_group_keys_scalar(const uint32_t* key, int32_t groups, int32_t siz
 void moe_gate_group_keys_avx512(const uint32_t* key, int32_t groups, int32_t size, bool top2,
                                 uint32_t* gk);
 
-// Step 4: the k best (key, index) of key [n] in selection order (moe::gate_before) into
+// Step 4: the k best (key, index) of key [n] (gate keys: below 0xFFFFFFFF, which the largest,
+// the key of +inf, is) in selection order (moe::gate_before) into
 // top_key/top_index [k], 1 <= k <= n. The scalar version inserts every expert in index order into
 // a sorted list. The AVX-512 version (n <= 256, k <= 16) takes the k-th largest of the maxima of
 // k or more blocks as a threshold and ranks the (at most 32) keys reaching it, else runs k rounds
@@ -150,8 +151,9 @@ void moe_gate_row_select_avx512(const MoeGateRowPlan& plan, uint32_t* key, uint3
 //    non-candidate is strictly below k of them, so the k picks are the full computation's, in
 //    the same order.
 // Exact scores are computed only for listed candidates (their indices compressed into a list,
-// the logits and biases gathered), with moe_gate_row_avx512's operations (no FMA in those
-// functions; only moe_gate_row_fast_approx is built with FMA). Comparisons of u against T are
+// the logits and biases gathered), with moe_gate_row_avx512's operations (the same IEEE
+// operations as the scalar reference; the approximation alone uses FMA freely, the exact code
+// only where detmath_avx512.h shows it exact). Comparisons of u against T are
 // float comparisons (no NaN: non-finite logits sent the row away before).
 //
 // Softmax rows (no bias, f32 scores: V2, V2-Lite) take a fast row too, exact from the start: it

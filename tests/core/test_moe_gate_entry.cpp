@@ -569,6 +569,9 @@ TEST_SUITE("moe_gate") {
         {"256/16/8/16", cfg(256, 16, 16, 8, DSK_MOE_SCORE_SIGMOID, 1, 1, 2.5f), true},
         {"none 40/20/5", cfg(40, 5, 20, 5, DSK_MOE_SCORE_NONE, 1, 1, 1.5f), true},
         {"softmax 33/11/2", cfg(33, 4, 11, 2, DSK_MOE_SCORE_SOFTMAX, 0, 1, 1.0f), false},
+        // 32 groups all kept (no group stage): the fast rows once ignored groups past 15.
+        {"sigmoid 64/32/32", cfg(64, 6, 32, 32, DSK_MOE_SCORE_SIGMOID, 0, 1, 1.0f), true},
+        {"softmax 64/32/32", cfg(64, 6, 32, 32, DSK_MOE_SCORE_SOFTMAX, 0, 0, 1.0f), false},
     };
     std::mt19937 rng(1234);
     std::normal_distribution<float> normal(0.0f, 2.0f);

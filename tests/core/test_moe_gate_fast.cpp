@@ -347,6 +347,7 @@ TEST_SUITE("moe_gate") {
         {64, 6, 16, 2, false},   // groups of 4: fewer than k columns can hold kept experts
         {32, 8, 4, 1, true},     // k = the kept experts
         {16, 1, 1, 1, false},   {240, 12, 12, 5, true},
+        {64, 6, 32, 32, false},  // 32 groups, all kept: no group stage, group ids past 15
     };
     std::mt19937 rng(2026);
     std::normal_distribution<float> unit(0.0f, 1.0f);
@@ -411,6 +412,7 @@ TEST_SUITE("moe_gate") {
         {64, 6, 16, 2, false},   // groups of 4: fewer than k columns can hold kept experts
         {32, 8, 4, 1, true},     // k = the kept experts
         {16, 1, 1, 1, false},   {240, 12, 12, 5, true}, {48, 3, 3, 2, false},
+        {64, 6, 32, 32, false},  // 32 groups, all kept: no group stage, group ids past 15
     };
     std::mt19937 rng(2027);
     std::normal_distribution<float> unit(0.0f, 1.0f);
