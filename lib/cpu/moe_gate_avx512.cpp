@@ -487,20 +487,27 @@ DSK_GATE_FUSED_INLINE __m512i bitonic_step(__m512i v) {
                                  _mm512_max_epu32(v, other));
 }
 
-// Descending bitonic sort of 16 unsigned lanes. In the merge of blocks of `size` lanes at
-// distance j, lane i takes the larger of (i, i ^ j) when it is the lower lane of a descending
-// block ((i & size) == 0) or the upper lane of an ascending one.
+// Descending bitonic sort of the 16 unsigned lanes of each of v [0, R), the R sorts' steps
+// interleaved. In the merge of blocks of `size` lanes at distance j, lane i takes the larger of
+// (i, i ^ j) when it is the lower lane of a descending block ((i & size) == 0) or the upper lane
+// of an ascending one.
+template <int R>
+DSK_GATE_FUSED_INLINE void sort16_desc_n(__m512i* v) {
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x9999u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xC3C3u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xA5A5u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0xF00Fu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xCC33u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xAA55u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<8, 0x00FFu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0x0F0Fu>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0x3333u>(v[r]);
+  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x5555u>(v[r]);
+}
+
 DSK_GATE_FUSED_INLINE __m512i sort16_desc(__m512i v) {
-  v = bitonic_step<1, 0x9999u>(v);
-  v = bitonic_step<2, 0xC3C3u>(v);
-  v = bitonic_step<1, 0xA5A5u>(v);
-  v = bitonic_step<4, 0xF00Fu>(v);
-  v = bitonic_step<2, 0xCC33u>(v);
-  v = bitonic_step<1, 0xAA55u>(v);
-  v = bitonic_step<8, 0x00FFu>(v);
-  v = bitonic_step<4, 0x0F0Fu>(v);
-  v = bitonic_step<2, 0x3333u>(v);
-  return bitonic_step<1, 0x5555u>(v);
+  sort16_desc_n<1>(&v);
+  return v;
 }
 
 // Ranks of the first `count` lanes of c (keys in index order) in selection order, c2 the next
@@ -946,20 +953,23 @@ inline void softmax_fast_pass_any(const MoeGateRowPlan& p, const MoeGateRowIn* r
   }
 }
 
-// Descending bitonic sort of the 16 unsigned lanes of each of v [0, R) (sort16_desc, the R
-// sorts' steps interleaved).
-template <int R>
-DSK_GATE_FUSED_INLINE void sort16_desc_n(__m512i* v) {
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x9999u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xC3C3u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xA5A5u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0xF00Fu>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0xCC33u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0xAA55u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<8, 0x00FFu>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<4, 0x0F0Fu>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<2, 0x3333u>(v[r]);
-  for (int r = 0; r < R; ++r) v[r] = bitonic_step<1, 0x5555u>(v[r]);
+// Lane masks of the kept experts (kept_bits: the kept groups), vector by vector, and the
+// vectors that hold any (all of them unless groups are whole vectors).
+DSK_GATE_FUSED_INLINE uint32_t kept_experts(const MoeGateRowPlan& p, uint32_t kept_bits,
+                                            __mmask16* kept) {
+  const int32_t nv = (p.num_experts + 15) / 16;
+  uint32_t kvec = (1u << nv) - 1u;
+  const __m512i kv_kept = iset(kept_bits);
+  if (p.vector_groups) {
+    kvec &= _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, _mm512_load_si512(p.vgid)), iset(1));
+    for (int32_t v = 0; v < nv; ++v) kept[v] = (kvec >> v) & 1u ? 0xFFFFu : 0u;
+  } else {
+    for (int32_t v = 0; v < nv; ++v) {
+      kept[v] = _mm512_test_epi32_mask(
+          _mm512_srlv_epi32(kv_kept, _mm512_load_si512(p.gid + 16 * v)), iset(1));
+    }
+  }
+  return kvec;
 }
 
 // Group stage and top-k candidates of R softmax rows from e (st[r]->ua) and the sum: the groups
@@ -989,15 +999,8 @@ DSK_GATE_FUSED_INLINE void softmax_fast_select(const MoeGateRowPlan& p, MoeGateF
           _mm512_mask_cmplt_epi32_mask(gmask, rank, iset(static_cast<uint32_t>(p.topk_group)));
     }
   }
-  // Lane masks of the kept experts, vector by vector.
   __mmask16 kept[R][16];
-  for (int r = 0; r < R; ++r) {
-    const __m512i kv_kept = iset(kept_bits[r]);
-    for (int32_t v = 0; v < nv; ++v) {
-      kept[r][v] = _mm512_test_epi32_mask(
-          _mm512_srlv_epi32(kv_kept, _mm512_load_si512(p.gid + 16 * v)), iset(1));
-    }
-  }
+  for (int r = 0; r < R; ++r) kept_experts(p, kept_bits[r], kept[r]);
   // e >= +0, so the float order of e is the unsigned order of its bits; columns without a kept
   // expert hold -1 (key below every e). Two maxima a row halve the chain.
   __m512 cm[R][2];
@@ -1232,6 +1235,33 @@ DSK_GATE_FUSED_INLINE uint32_t sigmoid_exact_groups(const MoeGateRowPlan& p, con
   return kept_bits;
 }
 
+// The group stage of one sigmoid row from u alone: the groups' two largest (largest) u in ga, gb
+// (group g in lane g) and the kept groups in kept_bits; false when the gap test fails (the exact
+// group stage must decide). See sigmoid_fast_select for why the gap test suffices.
+DSK_GATE_FUSED_INLINE bool sigmoid_approx_groups(const MoeGateRowPlan& p, const float* ua,
+                                                 __m512& ga, __m512& gb, uint32_t& kept_bits) {
+  if (p.groups == 8 && p.group_size == 32) {  // V3
+    group_top2_fixed<8, 2>(ua, p.top2, ga, gb);
+  } else {
+    group_top2_ps(p, ua, ga, gb);
+  }
+  const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
+  const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
+  const __m512 gv = p.top2 ? _mm512_add_ps(ga, gb) : ga;
+  const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
+  // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of rank
+  // topk_group - 1 holds the smallest kept G, the group of rank topk_group the largest other.
+  const __m512i rank = lane_ranks(gkey, p.groups);
+  kept_bits = _mm512_mask_cmplt_epi32_mask(gmask, rank, tgv);
+  const __mmask16 last_kept =
+      _mm512_mask_cmpeq_epi32_mask(gmask, rank, _mm512_sub_epi32(tgv, iset(1)));
+  const __mmask16 first_other = _mm512_mask_cmpeq_epi32_mask(gmask, rank, tgv);
+  const double gap =
+      static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last_kept, gv))) -
+      static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first_other, gv)));
+  return gap > 2.5 * static_cast<double>(p.fast_margin);
+}
+
 // See moe_gate_score.h for the method and the proof. u = fl(a + b) per expert in st[r]->ua; the
 // candidates of each stage are listed (indices in increasing order) and scored exactly from the
 // list (gathers), so no exact value makes a round trip through per-expert memory. R rows at
@@ -1240,7 +1270,6 @@ DSK_GATE_FUSED_INLINE uint32_t sigmoid_exact_groups(const MoeGateRowPlan& p, con
 template <int R>
 DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const float* const* in,
                                                MoeGateFastRow* const* st, bool* ok) {
-  const int32_t nv = p.num_experts / 16;
   const int32_t k = p.top_k;
   const __m512 ninf = _mm512_castsi512_ps(iset(0xFF800000u));
   const __m512i lane_id = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -1265,31 +1294,10 @@ DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const fl
     bool open[R];
     if (R == 2 && v3) {
       v3_pair_groups(p, st, ga, gb, kept_bits, open);
-    }
-    for (int r = 0; r < R && !(R == 2 && v3); ++r) {
-      if (v3) {
-        group_top2_fixed<8, 2>(st[r]->ua, p.top2, ga[r], gb[r]);
-      } else {
-        group_top2_ps(p, st[r]->ua, ga[r], gb[r]);
+    } else {
+      for (int r = 0; r < R; ++r) {
+        open[r] = !sigmoid_approx_groups(p, st[r]->ua, ga[r], gb[r], kept_bits[r]);
       }
-    }
-    const auto gmask = static_cast<__mmask16>((1u << p.groups) - 1u);
-    const __m512i tgv = iset(static_cast<uint32_t>(p.topk_group));
-    for (int r = 0; r < R && !(R == 2 && v3); ++r) {
-      const __m512 gv = p.top2 ? _mm512_add_ps(ga[r], gb[r]) : ga[r];
-      const __m512i gkey = _mm512_maskz_mov_epi32(gmask, f_key(gv));
-      // The groups' ranks in selection order, a permutation of 0 .. G - 1: the kept group of
-      // rank topk_group - 1 holds the smallest kept G, the group of rank topk_group the largest
-      // other.
-      const __m512i rank = lane_ranks(gkey, p.groups);
-      kept_bits[r] = _mm512_mask_cmplt_epi32_mask(gmask, rank, tgv);
-      const __mmask16 last_kept =
-          _mm512_mask_cmpeq_epi32_mask(gmask, rank, _mm512_sub_epi32(tgv, iset(1)));
-      const __mmask16 first_other = _mm512_mask_cmpeq_epi32_mask(gmask, rank, tgv);
-      const double gap =
-          static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(last_kept, gv))) -
-          static_cast<double>(_mm512_cvtss_f32(_mm512_maskz_compress_ps(first_other, gv)));
-      open[r] = !(gap > 2.5 * static_cast<double>(p.fast_margin));
     }
     for (int r = 0; r < R; ++r) {
       if (open[r]) kept_bits[r] = sigmoid_exact_groups(p, in[r], *st[r], ga[r], gb[r]);
@@ -1303,20 +1311,7 @@ DSK_GATE_FUSED_INLINE void sigmoid_fast_select(const MoeGateRowPlan& p, const fl
   // (only those are visited, the set bits of kvec), else lane masks.
   __mmask16 kept[R][16];
   uint32_t kvec[R];
-  for (int r = 0; r < R; ++r) {
-    kvec[r] = (1u << nv) - 1u;
-    if (p.vector_groups) {
-      kvec[r] &= _mm512_test_epi32_mask(
-          _mm512_srlv_epi32(iset(kept_bits[r]), _mm512_load_si512(p.vgid)), iset(1));
-      for (int32_t v = 0; v < nv; ++v) kept[r][v] = 0xFFFFu;
-    } else {
-      const __m512i kv_kept = iset(kept_bits[r]);
-      for (int32_t v = 0; v < nv; ++v) {
-        const __m512i g = _mm512_load_si512(p.gid + 16 * v);
-        kept[r][v] = _mm512_test_epi32_mask(_mm512_srlv_epi32(kv_kept, g), iset(1));
-      }
-    }
-  }
+  for (int r = 0; r < R; ++r) kvec[r] = kept_experts(p, kept_bits[r], kept[r]);
   const int32_t tg = p.topk_group;
   __m512 thr[R];
   if (p.grouped && (k == tg || (p.top2 && k == 2 * tg))) {

@@ -5,26 +5,14 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <ios>
 #include <vector>
 
 #include "common/detmath.h"
+#include "common/hd.h"
 #include "cpu/detmath_arrays.h"
 
 namespace {
-
-float from_bits(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof(x));
-  return x;
-}
-
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
 
 // Compares both kernels with det_exp on the bit patterns first, first + step, ... <= last;
 // returns the number of differing values (the first few are reported).
@@ -38,20 +26,21 @@ int64_t compare_patterns(uint64_t first, uint64_t last, uint64_t step) {
   while (pattern <= last) {
     int64_t n = 0;
     for (; n < kChunk && pattern <= last; pattern += step) {
-      x[static_cast<size_t>(n++)] = from_bits(static_cast<uint32_t>(pattern));
+      x[static_cast<size_t>(n++)] = dsk::f32_from_bits(static_cast<uint32_t>(pattern));
     }
     REQUIRE(dsk::cpu::det_exp_avx512_array(x.data(), n, false, general.data()));
     REQUIRE(dsk::cpu::det_exp_avx512_array(x.data(), n, true, in_range.data()));
     for (int64_t i = 0; i < n; ++i) {
       const float v = x[static_cast<size_t>(i)];
-      const uint32_t want = bits_of(dsk::det_exp(v));
+      const uint32_t want = dsk::f32_bits(dsk::det_exp(v));
       const bool ranged = v >= -87.0f && v <= 88.0f;
-      const bool ok = bits_of(general[static_cast<size_t>(i)]) == want &&
-                      (!ranged || bits_of(in_range[static_cast<size_t>(i)]) == want);
+      const bool ok = dsk::f32_bits(general[static_cast<size_t>(i)]) == want &&
+                      (!ranged || dsk::f32_bits(in_range[static_cast<size_t>(i)]) == want);
       if (!ok && bad++ < 5) {
-        FAIL_CHECK("x = " << v << " (0x" << std::hex << bits_of(v) << std::dec << "): det_exp "
-                          << dsk::det_exp(v) << ", avx512 " << general[static_cast<size_t>(i)]
-                          << " / " << in_range[static_cast<size_t>(i)]);
+        FAIL_CHECK("x = " << v << " (0x" << std::hex << dsk::f32_bits(v) << std::dec
+                          << "): det_exp " << dsk::det_exp(v) << ", avx512 "
+                          << general[static_cast<size_t>(i)] << " / "
+                          << in_range[static_cast<size_t>(i)]);
       }
     }
   }
@@ -69,11 +58,11 @@ TEST_CASE("detmath avx512: det_exp on 16 lanes equals the scalar det_exp bit for
   // of them), every 256th of +-[1/4, 1], and every pattern near the ends of the ranges, where the
   // scaling changes.
   CHECK(compare_patterns(0, 0xFFFFFFFFu, 61) == 0);
-  CHECK(compare_patterns(bits_of(0.25f), bits_of(1.0f), 1 << 8) == 0);
-  CHECK(compare_patterns(bits_of(-1.0f), bits_of(-0.25f), 1 << 8) == 0);
-  CHECK(compare_patterns(bits_of(86.0f), bits_of(89.0f), 1) == 0);
-  CHECK(compare_patterns(bits_of(-88.0f), bits_of(-86.0f), 1) == 0);
-  CHECK(compare_patterns(bits_of(-105.0f), bits_of(-102.0f), 1) == 0);
+  CHECK(compare_patterns(dsk::f32_bits(0.25f), dsk::f32_bits(1.0f), 1 << 8) == 0);
+  CHECK(compare_patterns(dsk::f32_bits(-1.0f), dsk::f32_bits(-0.25f), 1 << 8) == 0);
+  CHECK(compare_patterns(dsk::f32_bits(86.0f), dsk::f32_bits(89.0f), 1) == 0);
+  CHECK(compare_patterns(dsk::f32_bits(-88.0f), dsk::f32_bits(-86.0f), 1) == 0);
+  CHECK(compare_patterns(dsk::f32_bits(-105.0f), dsk::f32_bits(-102.0f), 1) == 0);
   // Halfway points of k: x near (j + 1/2) ln 2.
   std::vector<float> x;
   for (int j = -150; j <= 128; ++j) {
@@ -89,9 +78,9 @@ TEST_CASE("detmath avx512: det_exp on 16 lanes equals the scalar det_exp bit for
                                          in_range.data()));
   int64_t bad = 0;
   for (size_t i = 0; i < x.size(); ++i) {
-    const uint32_t want = bits_of(dsk::det_exp(x[i]));
-    bad += bits_of(general[i]) != want ? 1 : 0;
-    if (x[i] >= -87.0f && x[i] <= 88.0f) bad += bits_of(in_range[i]) != want ? 1 : 0;
+    const uint32_t want = dsk::f32_bits(dsk::det_exp(x[i]));
+    bad += dsk::f32_bits(general[i]) != want ? 1 : 0;
+    if (x[i] >= -87.0f && x[i] <= 88.0f) bad += dsk::f32_bits(in_range[i]) != want ? 1 : 0;
   }
   CHECK(bad == 0);
 }

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <random>
@@ -16,23 +15,12 @@
 #include <vector>
 
 #include "common/detmath.h"
+#include "common/hd.h"
 #include "common/moe_gate_row.h"
 #include "cpu/moe_gate_score.h"
 #include "dsk/dsk_moe.h"
 
 namespace {
-
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
 
 bool fast_available() {
   dsk::cpu::MoeGateRowPlan probe;
@@ -52,7 +40,7 @@ double approx_error(uint64_t first, uint64_t last, uint64_t step, float* where) 
   while (pattern <= last) {
     int64_t n = 0;
     for (; n < kChunk && pattern <= last; pattern += step) {
-      const float f = from_bits(static_cast<uint32_t>(pattern));
+      const float f = dsk::f32_from_bits(static_cast<uint32_t>(pattern));
       if (std::isfinite(f)) x[static_cast<size_t>(n++)] = f;
     }
     dsk::cpu::moe_gate_sigmoid_approx(x.data(), n, a.data());
@@ -150,7 +138,7 @@ void fill_row(int kind, const RowCase& c, std::mt19937& rng, std::vector<float>&
     case 10:  // tiny and subnormal logits, signed zeros
       for (float& v : in) {
         v = rng() % 3 == 0 ? (rng() % 2 ? 0.0f : -0.0f)
-                           : v * from_bits(0x00400000u + (rng() & 0xFFFFu));
+                           : v * dsk::f32_from_bits(0x00400000u + (rng() & 0xFFFFu));
       }
       break;
     default: {  // uniform [-4, 4] (the benchmark's logits)
@@ -180,8 +168,8 @@ bool compare_row(const dsk::cpu::MoeGateRowPlan& plan, const std::vector<float>&
   if (!decided) return false;
   bool same = any0;
   for (int32_t j = 0; j < plan.top_k; ++j) {
-    same =
-        same && tk0[j] == tk1[j] && ti0[j] == ti1[j] && bits_of(s0[ti0[j]]) == bits_of(s1[ti1[j]]);
+    same = same && tk0[j] == tk1[j] && ti0[j] == ti1[j] &&
+           dsk::f32_bits(s0[ti0[j]]) == dsk::f32_bits(s1[ti1[j]]);
   }
   if (!same && (*mismatches)++ < 5) {
     std::string picks;
@@ -224,7 +212,7 @@ void check_pair(const dsk::cpu::MoeGateRowPlan& plan, const std::vector<float>& 
     if (same && decided && ok[0] && ok[1]) {
       for (int32_t j = 0; j < plan.top_k; ++j) {
         same = same && tk[r][j] == tk1[j] && ti[r][j] == ti1[j] &&
-               bits_of(s[r][ti[r][j]]) == bits_of(s1[ti1[j]]);
+               dsk::f32_bits(s[r][ti[r][j]]) == dsk::f32_bits(s1[ti1[j]]);
       }
     }
     if (!same && (*mismatches)++ < 5) FAIL_CHECK(what << ": row " << r << " of a pair differs");
@@ -243,8 +231,8 @@ TEST_SUITE("moe_gate") {
     double worst = approx_error(0, 0xFFFFFFFFull, 97, &where);
     auto dense = [&](float lo, float hi, uint64_t step) {
       // [lo, hi] with lo, hi of the same sign, every step-th float
-      uint32_t a = bits_of(lo);
-      uint32_t b = bits_of(hi);
+      uint32_t a = dsk::f32_bits(lo);
+      uint32_t b = dsk::f32_bits(hi);
       if (a > b) std::swap(a, b);
       float w = 0.0f;
       const double e = approx_error(a, b, step, &w);
@@ -258,7 +246,7 @@ TEST_SUITE("moe_gate") {
     dense(0x1.dfp+1f, 0x1.e1p+1f, 1);  // around the largest error of the full sweep
     dense(80.0f, 110.0f, 1);
     dense(-80.0f, -110.0f, 1);
-    dense(0.0f, from_bits(0x00800000u), 13);
+    dense(0.0f, dsk::f32_from_bits(0x00800000u), 13);
     MESSAGE("largest error " << worst << " at x = " << where << " (bound "
                              << dsk::cpu::kMoeGateSigmoidApproxBound << ")");
     // Half the bound: by analysis the error is below 1.9e-5 (the polynomial's 7.5e-5 relative
@@ -451,9 +439,10 @@ TEST_SUITE("moe_gate") {
           // And so does the first pass alone (also where a row is sent away).
           dsk::cpu::moe_gate_row_fast_approx(*plan, in.data(), *single);
           dsk::cpu::moe_gate_row_fast_approx2(*plan, prev.data(), *pair0, in.data(), *pair1);
-          bool same = single->bad == pair1->bad && bits_of(single->sum) == bits_of(pair1->sum);
+          bool same =
+              single->bad == pair1->bad && dsk::f32_bits(single->sum) == dsk::f32_bits(pair1->sum);
           for (int32_t e = 0; e < c.e && !single->bad; ++e) {
-            same = same && bits_of(single->ua[e]) == bits_of(pair1->ua[e]);
+            same = same && dsk::f32_bits(single->ua[e]) == dsk::f32_bits(pair1->ua[e]);
           }
           if (!same && pair_mismatches++ < 5) FAIL_CHECK(what << ": the pair pass differs");
           prev = in;
@@ -475,9 +464,10 @@ TEST_SUITE("moe_gate") {
                                              8, 4, true));
     std::mt19937 rng(3);
     std::normal_distribution<float> unit(0.0f, 1.0f);
-    const float specials[] = {
-        std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-        -std::numeric_limits<float>::infinity(), from_bits(0x7F800001u), from_bits(0xFFC00000u)};
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                              std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(),
+                              dsk::f32_from_bits(0x7F800001u), dsk::f32_from_bits(0xFFC00000u)};
     alignas(64) float s[256];
     alignas(64) uint32_t key[256];
     uint32_t tk[16];
