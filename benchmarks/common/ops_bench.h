@@ -60,6 +60,26 @@ struct OpsEnv {
 // Reports bytes and flops of one iteration over `seconds` (from env.run).
 void report(benchmark::State& state, const OpsEnv& env, double seconds, double bytes, double flops);
 
+// The bandwidth a memory-bound op's bytes are compared with, in GB/s: on CUDA env.peak_gbps (the
+// device's memory bandwidth); on the CPU, DSK_CPU_PEAK_GBPS when set, else a memcpy of 256 MiB
+// split over the benchmark's threads (DSK_NUM_THREADS, else one per core), measured once, best
+// of 5, counting bytes read + written as a copy moves them (the convention of STREAM's Copy and
+// of dsk_bench_tensor's copy/f32, so an op's bytes read + written compare with it directly).
+// 0 when unknown.
+double copy_gbps(const OpsEnv& env);
+
+// Adds floor_us (the time of `bytes` at copy_gbps), pct_of_copy (100 * floor_us / measured us
+// per call; 100 means the op moves its bytes at copy speed) and copy_gbps. The CPU loops run
+// warm: data that fits the last-level cache can pass 100.
+void report_copy_floor(benchmark::State& state, const OpsEnv& env, double seconds, double bytes);
+
+// Runs a case's body; a dsk::Error (or anything else) thrown while setting up marks it failed.
+void guarded_case(benchmark::State& state, const std::function<void()>& body);
+
+// One untimed call (library handles, first-touch page faults, lazily created scratch), then the
+// timed loop; -1 when the warm-up call failed (the case is then marked failed).
+double timed(benchmark::State& state, const OpsEnv& env, const std::function<dsk_status()>& op);
+
 // One per op family (benchmarks/ops/bench_<family>.cpp).
 void register_gemm_benchmarks(const OpsEnv& env);
 void register_fp8_benchmarks(const OpsEnv& env);

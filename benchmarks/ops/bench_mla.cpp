@@ -50,22 +50,6 @@ constexpr int64_t kRope = 64;
 constexpr int64_t kPrefillDqk = kNope + kRope;
 constexpr int64_t kPrefillDv = 128;
 
-// Runs a case's body; a dsk::Error (or anything else) thrown while setting up marks it failed.
-void guarded_case(benchmark::State& state, const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    fail(state, std::string("setup failed: ") + e.what());
-  }
-}
-
-// One untimed call (library handles, first-touch page faults, lazily created scratch), then the
-// timed loop; -1 when the warm-up call failed (the case is then marked failed).
-double timed(benchmark::State& state, const OpsEnv& env, const std::function<dsk_status()>& op) {
-  if (!check_status(state, op(), "warm-up call")) return -1.0;
-  return env.run(state, op);
-}
-
 struct DecodeCase {
   int64_t batch;
   int64_t s_q;

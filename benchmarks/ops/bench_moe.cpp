@@ -6,7 +6,8 @@
 // groups, softmax), f32 and bf16 logits, T in {1, 8, 64, 512, 4096, 16384, 65536} (the CPU stops
 // at 16384). The gate is memory-bound: bytes = T * E * sizeof(logit) (read) + T * k * 8 (ids int32
 // and weights f32 written) + E * 4 (the bias, V3 only), so %peak is the share of the bandwidth
-// floor (V3 f32: about 1.09 KB per token).
+// floor (V3 f32: about 1.09 KB per token); pct_of_copy compares the same bytes with the copy
+// bandwidth (copy_gbps in ops_bench.h: bytes read + written by a memcpy; the CPU target).
 //
 // Dispatch / permute / combine at V3's hidden size D 7168, k 8, 256 experts, T {1, 128, 4096},
 // uniformly random distinct experts per token, block_size 1 (packed, R = T * k rows):
@@ -38,21 +39,6 @@
 
 namespace dsk::bench {
 namespace {
-
-// Runs a case's body; a dsk::Error (or anything else) thrown while setting up marks it failed.
-void guarded_case(benchmark::State& state, const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    fail(state, std::string("setup failed: ") + e.what());
-  }
-}
-
-// One untimed call, then the timed loop; -1 when the warm-up call failed.
-double timed(benchmark::State& state, const OpsEnv& env, const std::function<dsk_status()>& op) {
-  if (!check_status(state, op(), "warm-up call")) return -1.0;
-  return env.run(state, op);
-}
 
 struct GateConfig {
   const char* name;
@@ -136,6 +122,7 @@ void add_gate(const OpsEnv& env, const GateConfig& g, int32_t dtype, int64_t t) 
       const double bytes =
           td * g.experts * elem + td * g.k * 8.0 + (g.bias ? g.experts * 4.0 : 0.0);
       report(state, *e, seconds, bytes, 0.0);
+      report_copy_floor(state, *e, seconds, bytes);
     });
   });
 }
