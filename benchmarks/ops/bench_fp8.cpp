@@ -35,14 +35,16 @@ const char* kernel_name(int32_t kernel) {
   }
 }
 
-void add_quant_act(const OpsEnv& env, int64_t tokens) {
-  env.add("quant_fp8_act/bf16/dim:7168" + token_suffix(tokens), [&env,
-                                                                 tokens](benchmark::State& state) {
+// flags 0 or DSK_QUANT_SCALE_POW2 (power-of-two scales: the CPU multiplies by the reciprocal).
+void add_quant_act(const OpsEnv& env, int64_t tokens, uint32_t flags) {
+  const std::string name = flags == DSK_QUANT_SCALE_POW2 ? "quant_fp8_act_pow2/bf16/dim:7168"
+                                                         : "quant_fp8_act/bf16/dim:7168";
+  env.add(name + token_suffix(tokens), [&env, tokens, flags](benchmark::State& state) {
     dsk::Tensor x = env.random({tokens, kV3Dim}, DSK_DTYPE_BF16);
     dsk::Tensor q = env.tensor({tokens, kV3Dim}, DSK_DTYPE_FP8_E4M3FN);
     dsk::Tensor s = env.tensor({tokens, blocks(kV3Dim)}, DSK_DTYPE_F32);
     const double seconds = env.run(
-        state, [&] { return dsk_quant_fp8_act(env.ctx->get(), &x.dl(), &q.dl(), &s.dl(), 0); });
+        state, [&] { return dsk_quant_fp8_act(env.ctx->get(), &x.dl(), &q.dl(), &s.dl(), flags); });
     const auto n = static_cast<double>(tokens * kV3Dim);
     report(state, env, seconds, 3.0 * n + 4.0 * static_cast<double>(tokens * blocks(kV3Dim)), 0.0);
   });
@@ -123,7 +125,8 @@ void register_fp8_benchmarks(const OpsEnv& env) {
 
   for (int64_t tokens : kTokenCounts) {
     if (cpu && tokens > 1024) continue;
-    add_quant_act(env, tokens);
+    add_quant_act(env, tokens, 0);
+    add_quant_act(env, tokens, DSK_QUANT_SCALE_POW2);
     add_dequant_act(env, tokens);
   }
   add_weight(env);

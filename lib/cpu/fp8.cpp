@@ -11,6 +11,7 @@
 #include "core/dtype_info.h"
 #include "core/error.h"
 #include "cpu/backend_guard.h"
+#include "cpu/fp8_quant.h"
 #include "cpu/gemm.h"
 #include "cpu/norm_io.h"
 #include "cpu/ops.h"
@@ -69,16 +70,6 @@ DSK_NORM_INLINE void load_segment(const Mat& x, int64_t r, int64_t c0, int64_t n
   load_f32_row(ID, x.at(r, c0), x.s1 * x.elem, out, n);
 }
 
-// max |v| over a segment as f32 bits: for non-negative floats the integer order is the float
-// order, and NaN / Inf patterns are above every finite one (>= 0x7F800000).
-DSK_NORM_INLINE uint32_t amax_bits(const float* v, int64_t n, uint32_t m) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t b = f32_bits(v[i]) & 0x7FFFFFFFu;
-    m = b > m ? b : m;
-  }
-  return m;
-}
-
 // Throws DSK_ERR_INVALID_ARGUMENT naming the first NaN/Inf element of the tile.
 template <int32_t ID>
 [[noreturn]] void fail_non_finite(const Mat& x, const Tile& t, const char* name) {
@@ -101,25 +92,10 @@ DSK_NORM_INLINE float tile_scale_of(const Mat& x, const Tile& t, bool pow2, cons
   uint32_t m = 0;
   for (int64_t r = t.r0; r < t.r1; ++r) {
     load_segment<ID>(x, r, t.c0, t.c1 - t.c0, buf);
-    m = amax_bits(buf, t.c1 - t.c0, m);
+    m = fp8_amax_bits(buf, t.c1 - t.c0, m);
   }
   if (m >= 0x7F800000u) fail_non_finite<ID>(x, t, name);
   return fp8::tile_scale(f32_from_bits(m), pow2);
-}
-
-// q = e4m3fn(v / scale) for a segment (v finite: the NaN check has run); scale 0 gives +0.
-DSK_NORM_INLINE void quantize_segment(const float* v, int64_t n, float scale, char* q,
-                                      int64_t qstep) {
-  auto* o = reinterpret_cast<uint8_t*>(q);
-  if (scale == 0.0f) {
-    for (int64_t i = 0; i < n; ++i) o[i * qstep] = 0;
-    return;
-  }
-  if (qstep == 1) {
-    for (int64_t i = 0; i < n; ++i) o[i] = fp8::e4m3fn_from_non_nan(v[i] / scale);
-  } else {
-    for (int64_t i = 0; i < n; ++i) o[i * qstep] = fp8::e4m3fn_from_non_nan(v[i] / scale);
-  }
 }
 
 // Tile grid: activations 1 x 128 (scale (r, c / 128)), weights 128 x 128 (scale (r / 128, c /
@@ -146,7 +122,7 @@ DSK_NORM_CLONES void quant_tiles(const Mat& x, const Mat& q, const Mat& s, bool 
       for (int64_t r = t.r0; r < t.r1; ++r) {
         // An activation tile is still in buf; a weight block is read again row by row.
         if (is_weight) load_segment<ID>(x, r, t.c0, t.c1 - t.c0, buf);
-        quantize_segment(buf, t.c1 - t.c0, scale, q.at(r, t.c0), q.s1);
+        fp8_quantize_segment(buf, t.c1 - t.c0, scale, q.at(r, t.c0), q.s1);
       }
     }
   }
@@ -242,7 +218,7 @@ void quant_dequant_typed(const Mat& x, bool pow2, float* out) {
         const Tile t = tile_of(x, false, r, tc);
         const int64_t n = t.c1 - t.c0;
         const float scale = tile_scale_of<ID>(x, t, pow2, "x", buf);
-        quantize_segment(buf, n, scale, reinterpret_cast<char*>(codes), 1);
+        fp8_quantize_segment(buf, n, scale, reinterpret_cast<char*>(codes), 1);
         dequant_segment(table, reinterpret_cast<const char*>(codes), 1, scale, n,
                         out + r * x.cols + t.c0);
       }

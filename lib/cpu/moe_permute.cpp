@@ -21,6 +21,7 @@
 #include "core/layout.h"
 #include "cpu/backend_guard.h"
 #include "cpu/convert_run.h"
+#include "cpu/fp8_quant.h"
 #include "cpu/norm_io.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
@@ -77,29 +78,6 @@ void zero_row(char* p, int64_t step, int64_t elem, int64_t n) {
   for (int64_t i = 0; i < n; ++i) std::memset(p + i * step, 0, static_cast<size_t>(elem));
 }
 
-// max |v| over n values as f32 bits (NaN and Inf patterns are >= 0x7F800000).
-DSK_NORM_INLINE uint32_t amax_bits(const float* v, int64_t n) {
-  uint32_t m = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t b = f32_bits(v[i]) & 0x7FFFFFFFu;
-    m = b > m ? b : m;
-  }
-  return m;
-}
-
-// q = e4m3fn(v / scale) for finite v (scale 0 gives +0), as fp8::quantize.
-DSK_NORM_INLINE void quantize_segment(const float* v, int64_t n, float scale, char* q,
-                                      int64_t qstep) {
-  auto* o = reinterpret_cast<uint8_t*>(q);
-  if (scale == 0.0f) {
-    for (int64_t i = 0; i < n; ++i) o[i * qstep] = 0;
-  } else if (qstep == 1) {
-    for (int64_t i = 0; i < n; ++i) o[i] = fp8::e4m3fn_from_non_nan(v[i] / scale);
-  } else {
-    for (int64_t i = 0; i < n; ++i) o[i * qstep] = fp8::e4m3fn_from_non_nan(v[i] / scale);
-  }
-}
-
 // The first non-finite source value of a share (row -1: none).
 struct BadValue {
   int64_t row = -1;
@@ -131,7 +109,7 @@ DSK_NORM_CLONES BadValue permute_quant_rows(const Mat& x, const int32_t* src, in
     for (int64_t tc = 0; tc < tiles; ++tc) {
       const int64_t c0 = tc * fp8::kBlock;
       const int64_t n = d - c0 < fp8::kBlock ? d - c0 : fp8::kBlock;
-      const uint32_t m = amax_bits(buf + c0, n);
+      const uint32_t m = fp8_amax_bits(buf + c0, n, 0);
       if (m >= 0x7F800000u) {
         for (int64_t c = c0; c < c0 + n; ++c) {
           if (!fp8::is_finite(buf[c])) return BadValue{r, t, c, buf[c]};
@@ -139,7 +117,7 @@ DSK_NORM_CLONES BadValue permute_quant_rows(const Mat& x, const int32_t* src, in
       }
       const float scale = fp8::tile_scale(f32_from_bits(m), pow2);
       std::memcpy(s.at(r, tc), &scale, sizeof(scale));
-      quantize_segment(buf + c0, n, scale, q.at(r, c0), q.s1);
+      fp8_quantize_segment(buf + c0, n, scale, q.at(r, c0), q.s1);
     }
   }
   return BadValue{};
