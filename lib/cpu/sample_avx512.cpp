@@ -361,6 +361,42 @@ DSK_SAMPLE_INLINE void race_block(const RaceBlock& blk, const __m512i words[4], 
   }
 }
 
+// Per-block tests of the dense kernels on a block's largest key k (0: no allowed token), with
+// z = temper(value of k): the block is open when k != 0, z != -inf (finite), fl(z +
+// kGumbelUpper) is not below bound, sample_key(z) >= min_key and fl(z - m) is not below thr.
+// -inf for bound or thr and 0 for min_key leave a test out.
+struct BlockTests {
+  float t;
+  bool finite;
+  float bound;
+  uint32_t min_key;
+  float m;
+  float thr;
+};
+
+// The tests on the 16 blocks of bmax [16] in `valid`, lane by lane with the IEEE steps of the
+// scalar kernels' tests (sample_temper, sample_score, the f32 subtraction; sample_key_value is
+// exact bit work), so they open exactly the blocks those open.
+DSK_SAMPLE_INLINE __mmask16 open_blocks16(const BlockTests& c, const uint32_t* bmax,
+                                          __mmask16 valid) {
+  const __m512i k = _mm512_maskz_loadu_epi32(valid, bmax);
+  __mmask16 open = _mm512_mask_test_epi32_mask(valid, k, k);
+  const __mmask16 pos = _mm512_test_epi32_mask(k, iset(0x80000000u));
+  const __m512 v = _mm512_castsi512_ps(_mm512_mask_blend_epi32(
+      pos, _mm512_xor_si512(k, iset(0xFFFFFFFFu)), _mm512_and_si512(k, iset(0x7FFFFFFFu))));
+  const __m512 z = v_temper(v, c.t);
+  if (c.finite) open = _mm512_mask_cmp_ps_mask(open, z, fset(-__builtin_inff()), _CMP_NEQ_UQ);
+  if (c.bound > -__builtin_inff()) {
+    open = _mm512_mask_cmp_ps_mask(open, _mm512_add_ps(z, fset(kGumbelUpper)), fset(c.bound),
+                                   _CMP_NLT_UQ);
+  }
+  if (c.min_key != 0) open = _mm512_mask_cmpge_epu32_mask(open, v_key(z), iset(c.min_key));
+  if (c.thr > -__builtin_inff()) {
+    open = _mm512_mask_cmp_ps_mask(open, _mm512_sub_ps(z, fset(c.m)), fset(c.thr), _CMP_NLT_UQ);
+  }
+  return open;
+}
+
 template <int kDtype>
 DSK_SAMPLE_AVX512 void race_avx(const DenseRow& r, int64_t b0, int64_t b1, const uint32_t* bmax,
                                 const RaceFilter& f, RaceBest& best) {
@@ -382,12 +418,26 @@ DSK_SAMPLE_AVX512 void race_avx(const DenseRow& r, int64_t b0, int64_t b1, const
   constexpr int kPend = 2;
   RaceBlock pend[kPend];
   int np = 0;
-  for (int64_t b = b0; b < b1; ++b) {
-    if (bmax[b] == 0) continue;
-    const float zb = sample_temper(sample_key_value(bmax[b]), t);
-    if (sample_score(zb, kGumbelUpper) < best.score) continue;
-    if (sample_key(zb) < rc.ord_key) continue;
-    if ((StrictF32{zb} - StrictF32{f.m}).v < f.thr) continue;  // every z - m of the block too
+  // Blocks 16 at a time through the vector form of the block tests, against the best score
+  // when the group is looked at: a later, higher best only skips more (the score test is
+  // repeated when the best has moved; the other tests do not depend on it).
+  BlockTests tests{t, false, best.score, rc.ord_key, f.m, f.thr};
+  __mmask16 open = 0;
+  int64_t g = b0 - 16;
+  for (;;) {
+    if (open == 0) {
+      g += 16;
+      if (g >= b1) break;
+      tests.bound = best.score;
+      open = open_blocks16(tests, bmax + g, lanes(b1 - g));
+      continue;
+    }
+    const int64_t b = g + __builtin_ctz(open);
+    open = static_cast<__mmask16>(open & (open - 1u));
+    if (best.score != tests.bound &&
+        sample_score(sample_temper(sample_key_value(bmax[b]), t), kGumbelUpper) < best.score) {
+      continue;
+    }
     RaceBlock& blk = pend[np];
     const int64_t lo = b * kBlock;
     blk.lo = lo;
@@ -433,35 +483,36 @@ DSK_SAMPLE_AVX512 void collect_avx(const DenseRow& r, int64_t b0, int64_t b1, co
                                    std::vector<Cand>& out) {
   const float t = r.temperature;
   const __m512 ninf = fset(-__builtin_inff());
-  for (int64_t b = b0; b < b1; ++b) {
-    if (bmax[b] == 0) continue;
-    const float zb = sample_temper(sample_key_value(bmax[b]), t);
-    if (zb == -__builtin_inff() || (StrictF32{zb} - StrictF32{m}).v < thr ||
-        sample_key(zb) < min_key)
-      continue;
-    const int64_t lo = b * kBlock;
-    for (int v = 0; v < 4; ++v) {
-      const int64_t base = lo + 16 * v;
-      if (base >= r.vocab) break;
-      const __mmask16 allowed =
-          static_cast<__mmask16>(lanes(r.vocab - base) & mask_bits(r.mask, base));
-      const __m512 z = v_temper(load16<kDtype>(r.x, base, allowed), t);
-      __mmask16 ok = _mm512_mask_cmp_ps_mask(allowed, z, ninf, _CMP_NEQ_UQ);
-      ok = _mm512_mask_cmp_ps_mask(ok, _mm512_sub_ps(z, fset(m)), fset(thr), _CMP_GE_OQ);
-      const __m512i key = v_key(z);
-      ok = _mm512_mask_cmpge_epu32_mask(ok, key, iset(min_key));
-      ok = _mm512_mask_cmple_epu32_mask(ok, key, iset(max_key));
-      if (ok == 0) continue;
-      alignas(64) float zs[16];
-      alignas(64) uint32_t ks[16];
-      _mm512_store_ps(zs, z);
-      _mm512_store_si512(ks, key);
-      unsigned bits = ok;
-      while (bits != 0) {
-        const int i = __builtin_ctz(bits);
-        bits &= bits - 1;
-        const int64_t j = base + i;
-        out.push_back(Cand{cand_ord(ks[i], j), 0, zs[i], static_cast<int32_t>(j)});
+  const BlockTests tests{t, true, -__builtin_inff(), min_key, m, thr};
+  for (int64_t g = b0; g < b1; g += 16) {
+    // Blocks 16 at a time through the block tests; b runs over the open ones.
+    for (unsigned open = open_blocks16(tests, bmax + g, lanes(b1 - g)); open != 0;
+         open &= open - 1) {
+      const int64_t b = g + __builtin_ctz(open);
+      const int64_t lo = b * kBlock;
+      for (int v = 0; v < 4; ++v) {
+        const int64_t base = lo + 16 * v;
+        if (base >= r.vocab) break;
+        const __mmask16 allowed =
+            static_cast<__mmask16>(lanes(r.vocab - base) & mask_bits(r.mask, base));
+        const __m512 z = v_temper(load16<kDtype>(r.x, base, allowed), t);
+        __mmask16 ok = _mm512_mask_cmp_ps_mask(allowed, z, ninf, _CMP_NEQ_UQ);
+        ok = _mm512_mask_cmp_ps_mask(ok, _mm512_sub_ps(z, fset(m)), fset(thr), _CMP_GE_OQ);
+        const __m512i key = v_key(z);
+        ok = _mm512_mask_cmpge_epu32_mask(ok, key, iset(min_key));
+        ok = _mm512_mask_cmple_epu32_mask(ok, key, iset(max_key));
+        if (ok == 0) continue;
+        alignas(64) float zs[16];
+        alignas(64) uint32_t ks[16];
+        _mm512_store_ps(zs, z);
+        _mm512_store_si512(ks, key);
+        unsigned bits = ok;
+        while (bits != 0) {
+          const int i = __builtin_ctz(bits);
+          bits &= bits - 1;
+          const int64_t j = base + i;
+          out.push_back(Cand{cand_ord(ks[i], j), 0, zs[i], static_cast<int32_t>(j)});
+        }
       }
     }
   }
@@ -482,53 +533,56 @@ DSK_SAMPLE_AVX512 void mass_avx(const DenseRow& r, int64_t b0, int64_t b1, const
   uint64_t* h2 = hist + 2 * kHistBuckets;
   uint64_t* h3 = hist + 3 * kHistBuckets;
   const bool short_exp = thr >= -87.0f;  // every lane's argument is in [thr, 0]
-  for (int64_t b = b0; b < b1; ++b) {
-    if (bmax[b] == 0) continue;
-    const float zb = sample_temper(sample_key_value(bmax[b]), t);
-    if (zb == -__builtin_inff() || (StrictF32{zb} - StrictF32{m}).v < thr) continue;
-    const int64_t lo = b * kBlock;
-    // The four vectors of the block side by side, so that their exp chains overlap.
-    __m512 d[4];
-    __m512i key[4];
-    __mmask16 ok[4];
-    for (int v = 0; v < 4; ++v) {
-      const int64_t base = lo + 16 * v;
-      ok[v] = 0;
-      d[v] = _mm512_setzero_ps();
-      key[v] = _mm512_setzero_si512();
-      if (base >= r.vocab) continue;
-      const __mmask16 allowed =
-          static_cast<__mmask16>(lanes(r.vocab - base) & mask_bits(r.mask, base));
-      const __m512 z = v_temper(load16<kDtype>(r.x, base, allowed), t);
-      const __mmask16 fin = _mm512_mask_cmp_ps_mask(allowed, z, ninf, _CMP_NEQ_UQ);
-      const __m512 dz = _mm512_sub_ps(z, fset(m));
-      ok[v] = _mm512_mask_cmp_ps_mask(fin, dz, fset(thr), _CMP_GE_OQ);
-      d[v] = _mm512_maskz_mov_ps(ok[v], dz);
-      key[v] = _mm512_srli_epi32(v_key(z), kHistShift);
-    }
-    __m512 w[4];
-    if (short_exp) {
-      for (int v = 0; v < 4; ++v) w[v] = _mm512_mul_ps(avx512::det_exp_in_range(d[v]), scale);
-    } else {
-      for (int v = 0; v < 4; ++v) w[v] = _mm512_mul_ps(avx512::det_exp(d[v]), scale);
-    }
-    for (int v = 0; v < 4; ++v) {
-      if (ok[v] == 0) continue;
-      const __m512i wlo =
-          _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(ok[v]), _mm512_castps512_ps256(w[v]));
-      const __m512i whi = _mm512_maskz_cvttps_epu64(
-          static_cast<__mmask8>(ok[v] >> 8),
-          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(w[v]), 1)));
-      alignas(64) uint64_t ws[16];
-      alignas(64) uint32_t ks[16];
-      _mm512_store_si512(ws, wlo);
-      _mm512_store_si512(ws + 8, whi);
-      _mm512_store_si512(ks, key[v]);
-      for (int i = 0; i < 16; i += 4) {
-        h0[ks[i]] += ws[i];
-        h1[ks[i + 1]] += ws[i + 1];
-        h2[ks[i + 2]] += ws[i + 2];
-        h3[ks[i + 3]] += ws[i + 3];
+  const BlockTests tests{t, true, -__builtin_inff(), 0, m, thr};
+  for (int64_t g = b0; g < b1; g += 16) {
+    // Blocks 16 at a time through the block tests; b runs over the open ones.
+    for (unsigned open = open_blocks16(tests, bmax + g, lanes(b1 - g)); open != 0;
+         open &= open - 1) {
+      const int64_t b = g + __builtin_ctz(open);
+      const int64_t lo = b * kBlock;
+      // The four vectors of the block side by side, so that their exp chains overlap.
+      __m512 d[4];
+      __m512i key[4];
+      __mmask16 ok[4];
+      for (int v = 0; v < 4; ++v) {
+        const int64_t base = lo + 16 * v;
+        ok[v] = 0;
+        d[v] = _mm512_setzero_ps();
+        key[v] = _mm512_setzero_si512();
+        if (base >= r.vocab) continue;
+        const __mmask16 allowed =
+            static_cast<__mmask16>(lanes(r.vocab - base) & mask_bits(r.mask, base));
+        const __m512 z = v_temper(load16<kDtype>(r.x, base, allowed), t);
+        const __mmask16 fin = _mm512_mask_cmp_ps_mask(allowed, z, ninf, _CMP_NEQ_UQ);
+        const __m512 dz = _mm512_sub_ps(z, fset(m));
+        ok[v] = _mm512_mask_cmp_ps_mask(fin, dz, fset(thr), _CMP_GE_OQ);
+        d[v] = _mm512_maskz_mov_ps(ok[v], dz);
+        key[v] = _mm512_srli_epi32(v_key(z), kHistShift);
+      }
+      __m512 w[4];
+      if (short_exp) {
+        for (int v = 0; v < 4; ++v) w[v] = _mm512_mul_ps(avx512::det_exp_in_range(d[v]), scale);
+      } else {
+        for (int v = 0; v < 4; ++v) w[v] = _mm512_mul_ps(avx512::det_exp(d[v]), scale);
+      }
+      for (int v = 0; v < 4; ++v) {
+        if (ok[v] == 0) continue;
+        const __m512i wlo =
+            _mm512_maskz_cvttps_epu64(static_cast<__mmask8>(ok[v]), _mm512_castps512_ps256(w[v]));
+        const __m512i whi = _mm512_maskz_cvttps_epu64(
+            static_cast<__mmask8>(ok[v] >> 8),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(w[v]), 1)));
+        alignas(64) uint64_t ws[16];
+        alignas(64) uint32_t ks[16];
+        _mm512_store_si512(ws, wlo);
+        _mm512_store_si512(ws + 8, whi);
+        _mm512_store_si512(ks, key[v]);
+        for (int i = 0; i < 16; i += 4) {
+          h0[ks[i]] += ws[i];
+          h1[ks[i + 1]] += ws[i + 1];
+          h2[ks[i + 2]] += ws[i + 2];
+          h3[ks[i + 3]] += ws[i + 3];
+        }
       }
     }
   }
