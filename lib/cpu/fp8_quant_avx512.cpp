@@ -65,13 +65,11 @@ quantize_lanes(const float* v, int64_t n, __m512 vs, uint8_t* q) {
   }
 }
 
-}  // namespace
-
-__attribute__((target("avx512f,avx512bw,avx512vl"))) bool fp8_quantize_avx512(const float* v,
-                                                                              int64_t n,
-                                                                              float scale,
-                                                                              uint8_t* q) {
-  if (!fp8_have_avx512()) return false;
+// The kernel of fp8_quantize_avx512, for CPUs that have been checked.
+__attribute__((noinline, target("avx512f,avx512bw,avx512vl"))) void quantize_avx512(const float* v,
+                                                                                    int64_t n,
+                                                                                    float scale,
+                                                                                    uint8_t* q) {
   // A power-of-two scale 2^e with a normal 2^-e (exponent field 1..253): v * 2^-e is the same
   // real number as v / 2^e, rounded once either way, so one multiplication gives the division's
   // bits (DSK_QUANT_SCALE_POW2 tiles; vdivps costs about 20 times as much).
@@ -83,6 +81,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) bool fp8_quantize_avx512(co
   } else {
     quantize_lanes<false>(v, n, _mm512_set1_ps(scale), q);
   }
+}
+
+}  // namespace
+
+// No target attribute here: a function built for AVX-512 may use AVX instructions before its
+// first statement (saving registers), so the CPU check must come from plain code.
+bool fp8_quantize_avx512(const float* v, int64_t n, float scale, uint8_t* q) {
+  if (!fp8_have_avx512()) return false;
+  quantize_avx512(v, n, scale, q);
   return true;
 }
 
