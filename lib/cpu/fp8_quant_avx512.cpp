@@ -46,22 +46,27 @@ e4m3fn16(__m512 v) {
   return _mm512_cvtepi32_epi8(_mm512_or_si512(sign, mag));
 }
 
-// q = e4m3fn(v / scale) for n values, the quotient by vdivps, or (kRecip) as v * recip where recip
-// = 1 / scale exactly.
+// v / scale: by vdivps, or (kRecip) as v * vs where vs = 1 / scale exactly.
+template <bool kRecip>
+__attribute__((target("avx512f"))) inline __attribute__((always_inline)) __m512 quotient(
+    __m512 v, __m512 vs) {
+  return kRecip ? _mm512_mul_ps(v, vs) : _mm512_div_ps(v, vs);
+}
+
+// q = e4m3fn(v / scale) for n values (vs: the scale, or with kRecip its exact reciprocal).
 template <bool kRecip>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __attribute__((always_inline)) void
 quantize_lanes(const float* v, int64_t n, __m512 vs, uint8_t* q) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 x = _mm512_loadu_ps(v + i);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i),
-                     e4m3fn16(kRecip ? _mm512_mul_ps(x, vs) : _mm512_div_ps(x, vs)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), e4m3fn16(quotient<kRecip>(x, vs)));
   }
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
     // Masked-off lanes hold 1 (no exception flags from garbage) and are not stored.
     const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, v + i);
-    _mm_mask_storeu_epi8(q + i, m, e4m3fn16(kRecip ? _mm512_mul_ps(x, vs) : _mm512_div_ps(x, vs)));
+    _mm_mask_storeu_epi8(q + i, m, e4m3fn16(quotient<kRecip>(x, vs)));
   }
 }
 

@@ -72,16 +72,7 @@ struct Config {
 
 Config cfg(int32_t e, int32_t k, int32_t g, int32_t tg, int32_t score, int32_t top2, int32_t renorm,
            float scale) {
-  Config c;
-  c.e = e;
-  c.k = k;
-  c.groups = g;
-  c.topk_group = tg;
-  c.score = score;
-  c.top2sum = top2;
-  c.renorm = renorm;
-  c.scale = scale;
-  return c;
+  return Config{e, k, g, tg, score, top2, renorm, /*bf16_mode=*/0, scale};
 }
 
 // DeepSeek's shipped configs.
